@@ -1,0 +1,1 @@
+"""Usage accounting: the ledger of billed tokens per project, model and tier."""

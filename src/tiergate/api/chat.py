@@ -1,0 +1,154 @@
+"""POST /chat/completions: parse, hand to the service road, frame the answer as JSON or SSE."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Request
+from starlette.responses import Response, StreamingResponse
+
+from tiergate.api.deps import json_body, parse_as, principal_of, runtime_of
+from tiergate.api.framing import SSE_DONE, json_response, sse_event
+from tiergate.errors import APIError
+from tiergate.generation.output import OutputDelta
+from tiergate.schemas.chat import ChatCompletionRequest
+from tiergate.service.chat import ChatRun, complete, limit_headers_for, start_chat
+
+router = APIRouter()
+log = logging.getLogger("tiergate.chat")
+ROUTE = "/chat/completions"
+
+
+@router.post(ROUTE)
+async def create_chat_completion(request: Request) -> Response:
+    principal = await principal_of(request)
+    runtime = runtime_of(request)
+    body = await json_body(request)
+    try:
+        chat = parse_as(ChatCompletionRequest, body)
+    except APIError as error:
+        # Every response carries the rate-limit headers, invalid requests for a known model included.
+        error.headers = {**await limit_headers_for(runtime, principal, body.get("model")), **error.headers}
+        raise
+    run = await start_chat(runtime, principal, chat)
+    request.state.response_headers = run.headers
+    if chat.stream:
+        include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
+        return StreamingResponse(
+            _sse(run, include_usage, request),
+            media_type="text/event-stream",
+            headers={**run.headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+    return await _complete(run, request)
+
+
+async def _complete(run: ChatRun, request: Request) -> Response:
+    """Generate the whole answer; a client that hangs up cancels generation (logged as 499)."""
+    task = asyncio.ensure_future(complete(run))
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=0.5)
+            if done:
+                break
+            if await request.is_disconnected():
+                task.cancel()
+                _count_cancelled(run, request)
+                with anyio.CancelScope(shield=True):
+                    await asyncio.gather(task, return_exceptions=True)
+                    await run.finish()
+                return Response(status_code=499)
+        body = task.result()
+    finally:
+        if not task.done():
+            task.cancel()
+        with anyio.CancelScope(shield=True):
+            await run.finish()
+    return json_response(body, headers=run.headers)
+
+
+def _count_cancelled(run: ChatRun, request: Request) -> None:
+    runtime = runtime_of(request)
+    runtime.metrics.cancelled.labels(ROUTE).inc()
+    request.state.status_override = 499
+    log.info("client disconnected; cancelled %s (499)", run.request_id)
+
+
+def _chunk(run: ChatRun, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {
+        "id": run.completion_id,
+        "object": "chat.completion.chunk",
+        "created": run.created,
+        "model": run.model,
+        "system_fingerprint": run.fingerprint,
+        "choices": choices,
+        **extra,
+    }
+
+
+def _delta(delta: dict[str, Any], finish_reason: str | None = None) -> list[dict[str, Any]]:
+    return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+
+
+def _piece_delta(run: ChatRun, piece: OutputDelta) -> dict[str, Any]:
+    """One output piece as a chunk delta; a tool call goes out whole, with its index for assembly."""
+    delta: dict[str, Any] = {}
+    if piece.reasoning:
+        delta["reasoning"] = piece.reasoning
+    if piece.content:
+        delta["content"] = piece.content
+    if piece.tool_calls and run.plan.legacy_functions:
+        first = piece.tool_calls[0]
+        delta["function_call"] = {"name": first.name, "arguments": first.arguments}
+    elif piece.tool_calls:
+        delta["tool_calls"] = [{"index": call.index, **call.as_dict()} for call in piece.tool_calls]
+    return delta
+
+
+async def _sse(run: ChatRun, include_usage: bool, request: Request) -> AsyncIterator[bytes]:
+    """Chunks as GroqCloud sends them: role first, content deltas, finish, usage in x_groq, [DONE]."""
+    usage_field = {"usage": None} if include_usage else {}
+    completed = False
+    events = run.events()
+    try:
+        yield sse_event(
+            _chunk(
+                run,
+                _delta({"role": "assistant", "content": ""}),
+                x_groq={"id": run.request_id},
+                service_tier=run.tier,
+                **usage_field,
+            )
+        )
+        try:
+            async for piece in events:
+                yield sse_event(_chunk(run, _delta(_piece_delta(run, piece)), **usage_field))
+        except APIError as exc:
+            # Headers are gone; the stream ends with the error where the SDKs look for it.
+            yield sse_event({"error": exc.body()["error"]})
+            yield SSE_DONE
+            completed = True
+            return
+        usage = run.usage.as_dict()
+        yield sse_event(
+            _chunk(
+                run,
+                _delta({}, run.finish_reason),
+                x_groq={"id": run.request_id, "usage": usage},
+                **usage_field,
+            )
+        )
+        if include_usage:
+            yield sse_event(_chunk(run, [], usage=usage))
+        yield SSE_DONE
+        completed = True
+    finally:
+        with anyio.CancelScope(shield=True):
+            # Closing the generator stops the engine's decode at once and frees the slot.
+            await events.aclose()
+            await run.finish()
+        if not completed:
+            _count_cancelled(run, request)

@@ -1,0 +1,63 @@
+"""POST /responses: parse, translate onto the chat road, frame a Response object or its SSE events."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import anyio
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+from starlette.responses import Response, StreamingResponse
+
+from tiergate.api.deps import json_body, parse_as, principal_of, runtime_of
+from tiergate.api.errors import validation_error
+from tiergate.api.framing import json_response, sse_event
+from tiergate.errors import APIError
+from tiergate.schemas.responses import ResponseCreateRequest
+from tiergate.service.chat import start_chat
+from tiergate.service.responses import ResponseShape, to_chat_request
+
+router = APIRouter()
+log = logging.getLogger("tiergate.responses")
+ROUTE = "/responses"
+
+
+@router.post(ROUTE)
+async def create_response(request: Request) -> Response:
+    principal = await principal_of(request)
+    body = parse_as(ResponseCreateRequest, await json_body(request))
+    try:
+        chat = to_chat_request(body)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+    run = await start_chat(runtime_of(request), principal, chat)
+    request.state.response_headers = run.headers
+    shape = ResponseShape(body, run)
+    if body.stream:
+        return StreamingResponse(
+            _sse(shape),
+            media_type="text/event-stream",
+            headers={**run.headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+    try:
+        async for _ in run.events():
+            pass
+    finally:
+        with anyio.CancelScope(shield=True):
+            await run.finish()
+    return json_response(shape.body("completed", shape.output()), headers=run.headers)
+
+
+async def _sse(shape: ResponseShape) -> AsyncIterator[bytes]:
+    """Each event framed as `event: <type>` + `data: <json>`, the way OpenAI streams Responses."""
+    try:
+        async for event in shape.stream():
+            yield f"event: {event['type']}\n".encode() + sse_event(event)
+    except APIError as exc:
+        error = exc.body()["error"]
+        failed = shape.event("response.failed", response={**shape.body("failed"), "error": error})
+        yield b"event: response.failed\n" + sse_event(failed)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await shape.run.finish()

@@ -1,0 +1,72 @@
+"""Settings: CLI flags > env TIERGATE_* > optional TOML file > defaults."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TIERGATE_", extra="ignore")
+
+    data_dir: Path = Path(".tiergate")
+    # Where assembled model weights live; several data dirs (tests, replicas) may share one.
+    models_dir: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    parallel: int = 2
+    # Threads llama.cpp uses for its one batched decode of all slots; 0 means every core.
+    threads: int = 0
+    database_url: str | None = None
+    redis_url: str | None = None
+    max_body_bytes: int = 50 * 1024 * 1024
+    # Batch input files (docs: 200 MB and 50,000 lines; the API reference says 100 MB).
+    max_file_bytes: int = 200 * 1024 * 1024
+    max_file_lines: int = 50_000
+    # A batch line's lease: a crashed server's lines are picked up again this long after its last renewal.
+    batch_lease_seconds: float = 30.0
+    # How often the batch runner looks for work it was not told about (other processes, expiry).
+    batch_poll_seconds: float = 0.5
+    # Batch lines run at once per process; 0 means the number of slots of the loaded models.
+    batch_concurrency: int = 0
+    # Seconds a cached API key / limit lookup may be served before re-reading the store;
+    # CLI changes must reach a running server within 1 s.
+    cache_ttl: float = 0.5
+    flex_wait_ms: float = 100.0
+    reserved_performance_slots: int = 0
+    # Plain FIFO scheduling (no tiers) for benchmarks that compare against it.
+    fifo: bool = False
+    # Extra or overriding [[models]] entries, from the TOML config file.
+    models: list[dict[str, Any]] = Field(default_factory=list)
+    # Organization-level rate limits per model ([limits] table; see tiers/defaults.py for the shape).
+    limits: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Models loaded at start; empty means every registry model.
+    load_models: list[str] = Field(default_factory=list)
+    log_level: str = "info"
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'tiergate.db').resolve()}"
+
+    @property
+    def resolved_models_dir(self) -> Path:
+        return self.models_dir if self.models_dir is not None else self.data_dir / "models"
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
+        file_values: dict[str, Any] = {}
+        if config_file is not None:
+            file_values = tomllib.loads(Path(config_file).read_text())
+            # Values given to the constructor outrank the environment; the file must not.
+            file_values = {k: v for k, v in file_values.items() if f"TIERGATE_{k.upper()}" not in os.environ}
+        given = {k: v for k, v in overrides.items() if v is not None}
+        settings = cls(**{**file_values, **given})
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return settings

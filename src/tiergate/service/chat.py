@@ -1,0 +1,369 @@
+"""The chat request road: resolve, count, admit, generate, settle. HTTP and the batch runner both call it.
+
+`start_chat` does everything that can fail before the first byte (404, 400, 403, 429, 498), so those
+are real HTTP statuses. It returns a ChatRun whose `events()` yields text as the engine produces it and
+whose `finish()` frees the slot and settles the limits exactly once, also when the client leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import orjson
+
+from tiergate import ids
+from tiergate.auth import Principal
+from tiergate.engines.base import Engine, ModelSpec, PreparedPrompt, SamplingParams
+from tiergate.errors import APIError, EngineFailure, InvalidRequest, ServiceUnavailable
+from tiergate.generation.output import OutputDelta, OutputPlan, OutputReader
+from tiergate.generation.stops import StopMatch, StopMatcher
+from tiergate.schemas.chat import ChatCompletionRequest, Message
+from tiergate.service.chat_plan import plan_output, starts_inside_think
+from tiergate.service.runtime import Runtime
+from tiergate.tiers.admission import Admitted, Who
+from tiergate.tiers.limits import Cost
+from tiergate.tiers.policy import candidate_tiers
+
+# GroqCloud converts temperature 0 to 1e-8; for a sampler that is greedy decoding.
+_MIN_TEMPERATURE = 1e-8
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int = 0
+    queue_time: float = 0.0
+    prompt_time: float = 0.0
+    completion_time: float = 0.0
+    reasoning_tokens: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "queue_time": round(self.queue_time, 6),
+            "prompt_tokens": self.prompt_tokens,
+            "prompt_time": round(self.prompt_time, 6),
+            "completion_tokens": self.completion_tokens,
+            "completion_time": round(self.completion_time, 6),
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "total_time": round(self.prompt_time + self.completion_time, 6),
+            "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
+        }
+
+
+@dataclass
+class ChatRun:
+    """One admitted chat request, generating on its slot."""
+
+    runtime: Runtime
+    who: Who
+    spec: ModelSpec
+    engine: Engine
+    prompt: PreparedPrompt
+    params: SamplingParams
+    stops: list[str]
+    admitted: Admitted
+    started_at: float
+    plan: OutputPlan = field(default_factory=OutputPlan)
+    completion_id: str = field(default_factory=ids.completion_id)
+    request_id: str = field(default_factory=ids.request_id)
+    created: int = field(default_factory=lambda: int(time.time()))
+    finish_reason: str | None = None
+    usage: Usage = field(init=False)
+    output: OutputReader = field(init=False)
+    _finished: bool = False
+
+    def __post_init__(self) -> None:
+        self.usage = Usage(prompt_tokens=len(self.prompt.tokens), queue_time=self.admitted.queue_time)
+        self.output = OutputReader(self.plan)
+
+    @property
+    def tier(self) -> str:
+        return self.admitted.tier
+
+    @property
+    def model(self) -> str:
+        return self.spec.id
+
+    @property
+    def fingerprint(self) -> str:
+        return getattr(self.engine, "fingerprint", "fp_0000000000")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {**self.admitted.headers, "x-request-id": self.request_id}
+
+    async def events(self) -> AsyncIterator[OutputDelta]:
+        """Yield content, reasoning and tool calls as they are produced; stop strings never appear.
+
+        At the end the output is checked against what the request asked for (JSON, schema, tool
+        names and arguments): a broken promise raises the 400 GroqCloud gives, after the slot is freed.
+        """
+        clock = self.runtime.clock
+        matcher = StopMatcher(self.stops)
+        reader = self.output
+        generation_start = clock.monotonic()
+        first_token_at: float | None = None
+        lease = self.admitted.lease
+        speed = self.runtime.speed(self.model)
+        stream = self.engine.generate(self.prompt, self.params, lease.slot)
+        try:
+            async for delta in stream:
+                left = speed.remaining(
+                    0, self.params.max_tokens - self.usage.completion_tokens - delta.tokens
+                )
+                lease.expected_end = None if left is None else clock.monotonic() + left
+                if first_token_at is None:
+                    first_token_at = clock.monotonic()
+                    self.usage.prompt_time = first_token_at - generation_start
+                    self.runtime.metrics.ttft.labels(self.model, self.tier).observe(
+                        clock.monotonic() - self.started_at
+                    )
+                self.usage.completion_tokens += delta.tokens
+                out = matcher.feed(delta.text)
+                piece = reader.feed(out.text if isinstance(out, StopMatch) else out)
+                reader.count(delta.tokens)  # after feeding: the token that opens <think> is reasoning
+                if piece:
+                    yield piece
+                if isinstance(out, StopMatch):
+                    self.finish_reason = "stop"
+                    break
+                if delta.finish_reason is not None:
+                    self.finish_reason = delta.finish_reason
+            else:
+                tail = matcher.flush()
+                if tail and (piece := reader.feed(tail)):
+                    yield piece
+            if piece := reader.flush():
+                yield piece
+            self.usage.reasoning_tokens = reader.reasoning_tokens
+            if reader.tool_calls:
+                self.finish_reason = "function_call" if self.plan.legacy_functions else "tool_calls"
+            reader.check()
+        except APIError:
+            raise
+        except Exception as exc:
+            raise EngineFailure("The engine failed while generating; please retry.") from exc
+        finally:
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()
+            end = clock.monotonic()
+            if first_token_at is None:
+                self.usage.prompt_time = end - generation_start
+            else:
+                self.usage.completion_time = end - first_token_at
+            if self.finish_reason is None:
+                self.finish_reason = "stop"
+            with anyio.CancelScope(shield=True):
+                await self.finish()
+
+    async def finish(self) -> None:
+        """Free the slot and settle limits; idempotent, safe from `finally` and from disconnects."""
+        if self._finished:
+            return
+        self._finished = True
+        usage = self.usage
+        if self.finish_reason is not None:
+            self.runtime.speed(self.model).observe(
+                usage.prompt_tokens, usage.prompt_time, usage.completion_tokens, usage.completion_time
+            )
+        metrics = self.runtime.metrics
+        metrics.tokens_generated.labels(self.model).inc(self.usage.completion_tokens)
+        metrics.prompt_tokens.labels(self.model).inc(self.usage.prompt_tokens)
+        await self.runtime.admission.finish(
+            self.who, self.admitted, self.usage.prompt_tokens + self.usage.completion_tokens
+        )
+
+
+async def complete(run: ChatRun) -> dict[str, Any]:
+    """Generate the whole answer and return the chat.completion body (HTTP and batch lines share it)."""
+    async for _ in run.events():
+        pass
+    return completion_body(run)
+
+
+def completion_body(run: ChatRun) -> dict[str, Any]:
+    return {
+        "id": run.completion_id,
+        "object": "chat.completion",
+        "created": run.created,
+        "model": run.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message_body(run),
+                "logprobs": None,
+                "finish_reason": run.finish_reason,
+            }
+        ],
+        "usage": run.usage.as_dict(),
+        "usage_breakdown": None,
+        "system_fingerprint": run.fingerprint,
+        "x_groq": {"id": run.request_id},
+        "service_tier": run.tier,
+    }
+
+
+def message_body(run: ChatRun) -> dict[str, Any]:
+    """The assistant message: content, then reasoning and tool calls only when there are some."""
+    output = run.output
+    message: dict[str, Any] = {"role": "assistant", "content": output.message_content()}
+    reasoning = output.message_reasoning()
+    if reasoning is not None:
+        message["reasoning"] = reasoning
+    if output.tool_calls:
+        if run.plan.legacy_functions:
+            first = output.tool_calls[0]
+            message["function_call"] = {"name": first.name, "arguments": first.arguments}
+        else:
+            message["tool_calls"] = [call.as_dict() for call in output.tool_calls]
+    return message
+
+
+def template_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """Messages as chat templates expect them (plain text content, tool-call arguments as objects)."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        role = {"developer": "system", "function": "tool"}.get(message.role, message.role)
+        item: dict[str, Any] = {"role": role, "content": message.text()}
+        if message.tool_calls:
+            item["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {
+                        "name": call.function.name,
+                        "arguments": _arguments(call.function.arguments),
+                    },
+                }
+                for call in message.tool_calls
+            ]
+        if message.tool_call_id:
+            item["tool_call_id"] = message.tool_call_id
+        if message.role == "function" and message.name:
+            item["name"] = message.name
+        out.append(item)
+    return out
+
+
+def _arguments(raw: str) -> Any:
+    try:
+        return orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError:
+        return raw
+
+
+async def limit_headers_for(runtime: Runtime, principal: Principal, model: object) -> dict[str, str]:
+    """Rate-limit headers for a request refused before it could be parsed (none if the model is unknown)."""
+    if not isinstance(model, str) or model not in runtime.registry:
+        return {}
+    spec = runtime.registry.resolve(model)
+    who = Who(principal.org_id, principal.org_name, principal.project_id, spec.id)
+    return await runtime.admission.headers(who, "on_demand")
+
+
+async def start_chat(
+    runtime: Runtime,
+    principal: Principal,
+    request: ChatCompletionRequest,
+    *,
+    internal_tier: str | None = None,
+) -> ChatRun:
+    """Admit a chat request. `internal_tier="batch"` is how the batch runner asks for idle slots only;
+    clients cannot ask for it (service_tier "batch" is refused on synchronous requests).
+    """
+    started_at = runtime.clock.monotonic()
+    spec = runtime.registry.resolve(request.model)
+    engine = runtime.engines.get(spec.id)
+    if engine is None:
+        raise ServiceUnavailable(f"The model `{spec.id}` is not loaded on this server.")
+    who = Who(principal.org_id, principal.org_name, principal.project_id, spec.id)
+    try:
+        return await _admit_chat(runtime, principal, request, spec, engine, who, started_at, internal_tier)
+    except APIError as error:
+        # Every response carries the rate-limit headers, errors included.
+        tier = request.service_tier if request.service_tier in ("flex", "performance") else "on_demand"
+        error.headers = {**await runtime.admission.headers(who, tier), **error.headers}
+        raise
+
+
+async def _admit_chat(
+    runtime: Runtime,
+    principal: Principal,
+    request: ChatCompletionRequest,
+    spec: ModelSpec,
+    engine: Engine,
+    who: Who,
+    started_at: float,
+    internal_tier: str | None,
+) -> ChatRun:
+    if internal_tier is not None:
+        tiers: tuple[str, ...] = (internal_tier,)
+    else:
+        tiers = candidate_tiers(request.requested_tier(), performance_entitled=principal.performance)
+    plan, tools = plan_output(request, spec)
+    if tiers == ("flex",) and runtime.schedulers[spec.id].flex_is_hopeless():
+        # Fail fast, before templating and counting tokens: the answer is 498 whatever they say.
+        raise runtime.admission.flex_refusal()
+    prefill = request.messages[-1].role == "assistant"
+    try:
+        prompt = await asyncio.to_thread(engine.prepare, template_messages(request.messages), tools, prefill)
+    except APIError:
+        raise
+    except Exception as exc:
+        raise InvalidRequest(
+            "The messages could not be rendered with the model's chat template.", param="messages"
+        ) from exc
+
+    prompt_tokens = len(prompt.tokens)
+    window = spec.context_window
+    if prompt_tokens >= window:
+        raise InvalidRequest(
+            f"Please reduce the length of the messages or completion. The prompt has {prompt_tokens} "
+            f"tokens, but the model `{spec.id}` has a context window of {window} tokens.",
+            param="messages",
+            code="context_length_exceeded",
+        )
+    room = min(window - prompt_tokens, spec.max_completion_tokens)
+    asked = request.requested_max_tokens
+    param = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
+    if asked is not None and asked > spec.max_completion_tokens:
+        raise InvalidRequest(
+            f"`{param}` must be less than or equal to `{spec.max_completion_tokens}`, the maximum value "
+            f"for `{param}` is less than the `context_window` for this model",
+            param=param,
+            code="invalid_value",
+        )
+    max_tokens = min(asked, room) if asked is not None else room
+
+    temperature = 1.0 if request.temperature is None else max(request.temperature, _MIN_TEMPERATURE)
+    params = SamplingParams(
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_p=1.0 if request.top_p is None else request.top_p,
+        seed=request.seed,
+        grammar=plan.grammar,
+    )
+    if plan.reasoning is not None and starts_inside_think(prompt.text):
+        plan = dataclasses.replace(plan, starts_inside_think=True)
+    cost = Cost(requests=1, tokens=prompt_tokens + max_tokens)
+    admitted = await runtime.admission.admit(who, tiers, cost)
+    left = runtime.speed(spec.id).remaining(prompt_tokens, max_tokens)
+    admitted.lease.expected_end = None if left is None else runtime.clock.monotonic() + left
+    return ChatRun(
+        runtime=runtime,
+        who=who,
+        spec=spec,
+        engine=engine,
+        prompt=prompt,
+        params=params,
+        stops=request.stop_sequences,
+        admitted=admitted,
+        started_at=started_at,
+        plan=plan,
+    )
