@@ -6,12 +6,12 @@ BIN := $(VENV)/bin
 DATA_DIR ?= .tiergate
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test lint format bench clean
+.PHONY: setup run test audio-test-tools lint format bench bench-audio bench-gateway clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,model]'
+	$(BIN)/python -m pip install -q -e '.[dev,model,audio-tts]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -19,10 +19,16 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/tiergate serve --data-dir $(DATA_DIR)
 
-test: setup
+test: setup audio-test-tools
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/python -m pytest -q
+
+# The audio tests speak their own test audio: espeak-ng, and sox with its MP3 writer (Debian packages).
+AUDIO_TEST_PACKAGES := espeak-ng sox libsox-fmt-mp3
+audio-test-tools:
+	dpkg -s $(AUDIO_TEST_PACKAGES) >/dev/null 2>&1 || apt-get install -y -q $(AUDIO_TEST_PACKAGES) \
+		|| (apt-get update -q && apt-get install -y -q $(AUDIO_TEST_PACKAGES))
 
 lint: setup
 	$(BIN)/ruff check src tests bench
@@ -33,6 +39,20 @@ format: setup
 
 bench: setup
 	$(BIN)/python bench/engine.py
+
+bench-audio: setup audio-test-tools
+	$(BIN)/python bench/audio.py --rounds 5
+
+# LiteLLM lives in its own venv: it is only the benchmark's point of comparison, never a dependency.
+# 1.100.5: newer releases need a certifi the local mirror does not hold.
+LITELLM_VENV := bench/.litellm-venv
+$(LITELLM_VENV)/bin/litellm:
+	$(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/python -m pip install -q 'litellm[proxy]==1.100.5' httptools==0.9.0 uvloop==0.23.0
+
+bench-gateway: setup $(LITELLM_VENV)/bin/litellm
+	command -v wrk >/dev/null || apt-get install -y wrk
+	$(BIN)/python bench/gateway.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .tiergate-test

@@ -9,14 +9,17 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from tiergate.api import batches, chat, files, health, models, responses
+from tiergate.api import audio, batches, chat, files, health, models, responses
 from tiergate.api.errors import install_error_handlers
 from tiergate.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from tiergate.auth import Authenticator
 from tiergate.batches.runner import BatchRunner
 from tiergate.clock import Clock, SystemClock
 from tiergate.config import Settings
+from tiergate.engines.audio_models import load_audio_engines
+from tiergate.engines.piper import PiperEngine
 from tiergate.engines.registry import ModelRegistry, build_engines
+from tiergate.engines.upstream import UpstreamEngine
 from tiergate.observability.metrics import Metrics
 from tiergate.service.runtime import Runtime
 from tiergate.store import open_store
@@ -80,6 +83,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             await batch_runner.stop()
             for engine in runtime.engines.values():
                 await engine.close()
+            for audio_engine in runtime.audio_engines.values():
+                await audio_engine.close()
             store.close()
 
     app = FastAPI(title="tiergate", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
@@ -92,12 +97,20 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         app.include_router(models.router, prefix=prefix)
         app.include_router(files.router, prefix=prefix)
         app.include_router(batches.router, prefix=prefix)
+        app.include_router(audio.router, prefix=prefix)
     app.include_router(health.router)
     upload_limit = max(settings.max_body_bytes, settings.max_file_bytes + _MULTIPART_SLACK)
     app.add_middleware(
         BodyLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,
-        path_limits={f"{prefix}/files": upload_limit for prefix in API_PREFIXES},
+        path_limits={
+            **{f"{prefix}/files": upload_limit for prefix in API_PREFIXES},
+            **{
+                f"{prefix}{route}": settings.max_audio_bytes + _MULTIPART_SLACK
+                for prefix in API_PREFIXES
+                for route in audio.AUDIO_ROUTES
+            },
+        },
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
@@ -120,9 +133,28 @@ async def _load_engines(app: FastAPI, runtime: Runtime) -> None:
             reserved_performance_slots=settings.reserved_performance_slots,
             fifo=settings.fifo,
         )
+        if isinstance(engine, UpstreamEngine):
+            await engine.start(runtime.metrics)  # health checks and load polls need the running loop
     runtime.engines.update(engines)
+    try:
+        audio_engines = await asyncio.to_thread(load_audio_engines, settings, runtime.registry)
+    except Exception as exc:
+        log.exception("loading audio models failed")
+        app.state.load_error = f"loading audio models failed: {type(exc).__name__}"
+        return
+    for model_id, audio_engine in audio_engines.items():
+        runtime.schedulers[model_id] = Scheduler(
+            audio_engine.slots,
+            clock=runtime.clock,
+            flex_wait=settings.flex_wait_ms / 1000.0,
+            reserved_performance_slots=0,
+            fifo=settings.fifo,
+        )
+        if isinstance(audio_engine, PiperEngine):
+            await audio_engine.start()  # a warm Piper process per voice, so speech starts at once
+    runtime.audio_engines.update(audio_engines)
     app.state.ready = True
-    log.info("models ready: %s", ", ".join(sorted(engines)))
+    log.info("models ready: %s", ", ".join(sorted([*engines, *audio_engines])))
 
 
 async def _run_batches(loader: asyncio.Task[None], runner: BatchRunner) -> None:

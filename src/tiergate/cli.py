@@ -135,6 +135,19 @@ def serve(
         int | None, typer.Option(help="Slots kept free for the performance tier.")
     ] = None,
     log_level: Annotated[str | None, typer.Option(help="Uvicorn log level [default: info].")] = None,
+    upstream: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--upstream",
+            help="Gateway mode: serve model ID from an OpenAI-compatible server, "
+            "ID=BASE_URL\\[@UPSTREAM_MODEL] (BASE_URL ends in /v1; repeat an ID for failover). "
+            "Key: TIERGATE_UPSTREAM_API_KEY.",
+        ),
+    ] = None,
+    upstream_kind: Annotated[
+        str | None,
+        typer.Option(help="Kind of the --upstream servers: vllm, sglang, openai, groq, llama-server, ..."),
+    ] = None,
 ) -> None:
     """Run the API server (migrates the store; prints a first API key when there is none)."""
     settings = Settings.load(
@@ -150,17 +163,25 @@ def serve(
         max_body_bytes=max_body_bytes,
         reserved_performance_slots=reserved_performance_slots,
         log_level=log_level,
+        upstreams=upstream or None,
+        upstream_kind=upstream_kind,
     )
-    store = _open_store(settings.resolved_database_url)
-    try:
-        _print_first_key(store, settings)
-    finally:
-        store.close()
     # Imported here, not at the top: the server stack (llama.cpp, FastAPI) costs ~1.5 s to import,
     # which every `keys`/`projects`/`limits` command would otherwise pay.
     import uvicorn
 
     from tiergate.app import create_app
+    from tiergate.engines.registry import ModelRegistry, RegistryError
+
+    try:
+        ModelRegistry.from_settings(settings)  # a bad --upstream or [[models]] table: one line, exit 1
+    except RegistryError as exc:
+        raise _fail(str(exc)) from None
+    store = _open_store(settings.resolved_database_url)
+    try:
+        _print_first_key(store, settings)
+    finally:
+        store.close()
 
     uvicorn.run(
         create_app(settings),

@@ -45,8 +45,16 @@ class Settings(BaseSettings):
     models: list[dict[str, Any]] = Field(default_factory=list)
     # Organization-level rate limits per model ([limits] table; see tiers/defaults.py for the shape).
     limits: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    # Models loaded at start; empty means every registry model.
+    # Audio uploads and `url` audio (GroqCloud: 25 MB free tier, 100 MB dev tier; 100 MB at most here).
+    max_audio_bytes: int = Field(default=25 * 1024 * 1024, gt=0, le=100 * 1024 * 1024)
+    # Seconds to fetch audio given by an http(s) `url`.
+    audio_url_timeout: float = 30.0
+    # Models loaded at start; empty means every registry model (only the upstream ones with --upstream).
     load_models: list[str] = Field(default_factory=list)
+    # Gateway mode from the CLI: `ID=BASE_URL[@UPSTREAM_MODEL]` each (engines/upstream_config.py).
+    upstreams: list[str] = Field(default_factory=list)
+    # The kind of every --upstream (vllm, sglang, openai, groq, ...); guessed from the host when unset.
+    upstream_kind: str | None = None
     log_level: str = "info"
 
     @property

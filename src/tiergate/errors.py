@@ -10,7 +10,10 @@ Hierarchy (status, type, code):
       RateLimited                 429 tokens / requests, code rate_limit_exceeded, carries retry_after
       FlexCapacityExceeded        498 capacity_exceeded
       EngineFailure               500 internal_server_error (message is ours, never str(exc))
+      BadGateway                  502 bad_gateway (an upstream answered garbage or failed)
       ServiceUnavailable          503 service_unavailable
+      GatewayTimeout              504 gateway_timeout (an upstream did not answer in time)
+      UpstreamRejected            the upstream's own 4xx status, passed through in our envelope
 """
 
 from __future__ import annotations
@@ -115,3 +118,26 @@ class ServiceUnavailable(APIError):
     status = 503
     type = "service_unavailable"
     code = "service_unavailable"
+
+
+class BadGateway(APIError):
+    status = 502
+    type = "bad_gateway"
+    code = "bad_gateway"
+
+
+class GatewayTimeout(APIError):
+    status = 504
+    type = "gateway_timeout"
+    code = "gateway_timeout"
+
+
+class UpstreamRejected(APIError):
+    """An upstream's 4xx, re-issued with its status and message in GroqCloud's envelope (never retried)."""
+
+    type = "invalid_request_error"
+    code = "invalid_request_error"
+
+    def __init__(self, status: int, message: str, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.status = status

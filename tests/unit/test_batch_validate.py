@@ -78,11 +78,20 @@ def test_per_line_problems_each_get_a_code_and_param() -> None:
     assert result.failed == 6
 
 
-def test_audio_lines_fail_with_a_clear_not_served_yet_error() -> None:
+def test_audio_lines_with_a_url_are_pending_and_without_one_fail_on_body_url() -> None:
     url = "/v1/audio/translations"
-    result = validate(line("a", url=url, body={"model": "whisper", "url": "https://x/y.mp3"}), endpoint=url)
-    assert [e.code for e in result.errors] == ["unsupported_endpoint"]
-    assert "not served" in result.errors[0].message
+    result = validate(
+        line("a", url=url, body={"model": MODEL, "url": "https://x/y.mp3", "response_format": "text"}),
+        line("b", url=url, body={"model": MODEL}),
+        line("c", url=url, body={"model": MODEL, "url": "data:,x", "response_format": "vtt"}),
+        endpoint=url,
+    )
+    assert result.lines[0].failed_result is None
+    assert orjson.loads(result.lines[0].request or "")["url"] == "https://x/y.mp3"
+    assert [(e.code, e.param, e.line) for e in result.errors] == [
+        ("missing_required_parameter", "body.url", 2),
+        ("invalid_request", "body.response_format", 3),
+    ]
 
 
 def test_a_file_without_requests_fails_the_batch() -> None:

@@ -14,6 +14,7 @@ from tiergate.engines.registry import (
     RegistryError,
     build_engines,
 )
+from tiergate.engines.upstream import UpstreamEngine
 from tiergate.errors import ModelNotFound
 
 DEFAULT_ID = "qwen2.5-coder-0.5b-instruct"
@@ -60,7 +61,7 @@ def test_a_config_table_with_a_new_id_adds_a_model_with_slash_in_its_id() -> Non
         ]
     )
     registry = ModelRegistry.from_settings(settings)
-    assert len(registry) == 2
+    assert len(registry) == len(DEFAULT_MODELS) + 1
     spec = registry.resolve("MY-ORG/tiny-chat")
     assert spec.aliases == ("tiny",)
     assert registry.resolve("TINY") is spec
@@ -84,9 +85,16 @@ def test_one_name_for_two_models_is_rejected() -> None:
 
 def test_build_engines_loads_only_the_requested_models_and_skips_foreign_engines(tmp_path: Path) -> None:
     registry = ModelRegistry(
-        [ModelSpec(id="remote", engine="upstream"), ModelSpec(id="other", engine="upstream")]
+        [ModelSpec(id="remote", engine="foreign"), ModelSpec(id="other", engine="foreign")]
     )
     settings = Settings(data_dir=tmp_path, load_models=["REMOTE"])
     assert build_engines(settings, registry) == {}
     with pytest.raises(ModelNotFound):
         build_engines(Settings(data_dir=tmp_path, load_models=["missing"]), registry)
+
+
+def test_upstream_flags_build_only_upstream_engines_and_no_local_weights(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, upstreams=["gw=http://127.0.0.1:9/v1@m"], parallel=5)
+    engines = build_engines(settings, ModelRegistry.from_settings(settings))
+    assert list(engines) == ["gw"]
+    assert isinstance(engines["gw"], UpstreamEngine) and engines["gw"].slots == 5

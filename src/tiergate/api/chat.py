@@ -16,15 +16,17 @@ from tiergate.api.framing import SSE_DONE, json_response, sse_event
 from tiergate.errors import APIError
 from tiergate.generation.output import OutputDelta
 from tiergate.schemas.chat import ChatCompletionRequest
-from tiergate.service.chat import ChatRun, complete, limit_headers_for, start_chat
+from tiergate.service.chat import AnyChatRun, complete, limit_headers_for, start_chat
 
 router = APIRouter()
 log = logging.getLogger("tiergate.chat")
 ROUTE = "/chat/completions"
 
 
-@router.post(ROUTE)
 async def create_chat_completion(request: Request) -> Response:
+    # What FastAPI does for its own routes: the route in the scope is the un-prefixed template, which
+    # the metrics middleware uses as the label (/chat/completions under both API prefixes).
+    request.scope["route"] = _ROUTE
     principal = await principal_of(request)
     runtime = runtime_of(request)
     body = await json_body(request)
@@ -46,7 +48,13 @@ async def create_chat_completion(request: Request) -> Response:
     return await _complete(run, request)
 
 
-async def _complete(run: ChatRun, request: Request) -> Response:
+# A plain Starlette route, not FastAPI's: the endpoint reads the body itself, and FastAPI's dependency
+# solving cost ~10% of the gateway's CPU per request for nothing.
+router.add_route(ROUTE, create_chat_completion, methods=["POST"])
+_ROUTE = router.routes[-1]
+
+
+async def _complete(run: AnyChatRun, request: Request) -> Response:
     """Generate the whole answer; a client that hangs up cancels generation (logged as 499)."""
     task = asyncio.ensure_future(complete(run))
     try:
@@ -70,14 +78,14 @@ async def _complete(run: ChatRun, request: Request) -> Response:
     return json_response(body, headers=run.headers)
 
 
-def _count_cancelled(run: ChatRun, request: Request) -> None:
+def _count_cancelled(run: AnyChatRun, request: Request) -> None:
     runtime = runtime_of(request)
     runtime.metrics.cancelled.labels(ROUTE).inc()
     request.state.status_override = 499
     log.info("client disconnected; cancelled %s (499)", run.request_id)
 
 
-def _chunk(run: ChatRun, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+def _chunk(run: AnyChatRun, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     return {
         "id": run.completion_id,
         "object": "chat.completion.chunk",
@@ -93,7 +101,7 @@ def _delta(delta: dict[str, Any], finish_reason: str | None = None) -> list[dict
     return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
 
 
-def _piece_delta(run: ChatRun, piece: OutputDelta) -> dict[str, Any]:
+def _piece_delta(run: AnyChatRun, piece: OutputDelta) -> dict[str, Any]:
     """One output piece as a chunk delta; a tool call goes out whole, with its index for assembly."""
     delta: dict[str, Any] = {}
     if piece.reasoning:
@@ -108,7 +116,7 @@ def _piece_delta(run: ChatRun, piece: OutputDelta) -> dict[str, Any]:
     return delta
 
 
-async def _sse(run: ChatRun, include_usage: bool, request: Request) -> AsyncIterator[bytes]:
+async def _sse(run: AnyChatRun, include_usage: bool, request: Request) -> AsyncIterator[bytes]:
     """Chunks as GroqCloud sends them: role first, content deltas, finish, usage in x_groq, [DONE]."""
     usage_field = {"usage": None} if include_usage else {}
     completed = False
@@ -128,22 +136,25 @@ async def _sse(run: ChatRun, include_usage: bool, request: Request) -> AsyncIter
                 yield sse_event(_chunk(run, _delta(_piece_delta(run, piece)), **usage_field))
         except APIError as exc:
             # Headers are gone; the stream ends with the error where the SDKs look for it.
-            yield sse_event({"error": exc.body()["error"]})
-            yield SSE_DONE
+            yield sse_event({"error": exc.body()["error"]}) + SSE_DONE
             completed = True
             return
         usage = run.usage.as_dict()
-        yield sse_event(
-            _chunk(
-                run,
-                _delta({}, run.finish_reason),
-                x_groq={"id": run.request_id, "usage": usage},
-                **usage_field,
+        # The closing events are ready together: one write, not three (each write is a syscall).
+        tail = [
+            sse_event(
+                _chunk(
+                    run,
+                    _delta({}, run.finish_reason),
+                    x_groq={"id": run.request_id, "usage": usage},
+                    **usage_field,
+                )
             )
-        )
+        ]
         if include_usage:
-            yield sse_event(_chunk(run, [], usage=usage))
-        yield SSE_DONE
+            tail.append(sse_event(_chunk(run, [], usage=usage)))
+        tail.append(SSE_DONE)
+        yield b"".join(tail)
         completed = True
     finally:
         with anyio.CancelScope(shield=True):

@@ -31,7 +31,8 @@ def model_object(spec: ModelSpec) -> dict[str, Any]:
 async def list_models(request: Request) -> Response:
     await principal_of(request)
     runtime = runtime_of(request)
-    data = [model_object(spec) for spec in runtime.registry if spec.id in runtime.engines]
+    loaded = runtime.engines.keys() | runtime.audio_engines.keys()
+    data = [model_object(spec) for spec in runtime.registry if spec.id in loaded]
     return json_response({"object": "list", "data": data})
 
 

@@ -33,9 +33,11 @@ from tiergate.accounting.ledger import UsageEntry
 from tiergate.auth import Principal
 from tiergate.batches import formats
 from tiergate.batches.finalize import finalize_batch
-from tiergate.batches.validate import validate_lines
+from tiergate.batches.validate import AUDIO_URLS, validate_lines
 from tiergate.errors import APIError, EngineFailure, RateLimited
+from tiergate.schemas.audio import TranscriptionRequest
 from tiergate.schemas.chat import ChatCompletionRequest
+from tiergate.service.audio import transcribe
 from tiergate.service.chat import complete, start_chat
 from tiergate.service.runtime import Runtime
 from tiergate.store import batch_lines_repo, batches_repo, files_repo
@@ -210,7 +212,7 @@ class BatchRunner:
 
     # -- lines --------------------------------------------------------------------------------------
     async def _dispatch(self, now: float) -> None:
-        if not self.runtime.engines:
+        if not self.runtime.engines and not self.runtime.audio_engines:
             return
         free = self.capacity - len(self._lines)
         tasks = await asyncio.to_thread(
@@ -239,8 +241,12 @@ class BatchRunner:
         principal = Principal(
             task.org_id, task.org_name, task.project_id, task.project_name, task.key_id, False
         )
+        request: ChatCompletionRequest | TranscriptionRequest
         try:
-            request = ChatCompletionRequest.model_validate_json(task.request)
+            if task.endpoint in AUDIO_URLS:
+                request = TranscriptionRequest.model_validate_json(task.request)
+            else:
+                request = ChatCompletionRequest.model_validate_json(task.request)
         except (ValidationError, APIError):
             # Validation already checked the body; this only guards against a schema change since.
             result = formats.error_line(task.custom_id, "invalid_request", "The request body is invalid.")
@@ -287,8 +293,10 @@ class BatchRunner:
             log.info("batch %s line %d: lease lost, result discarded", *task.key)
 
     async def _attempt(
-        self, task: LineTask, principal: Principal, request: ChatCompletionRequest
+        self, task: LineTask, principal: Principal, request: ChatCompletionRequest | TranscriptionRequest
     ) -> _Outcome:
+        if isinstance(request, TranscriptionRequest):
+            return await self._attempt_audio(task, principal, request)
         try:
             run = await start_chat(self.runtime, principal, request, internal_tier="batch")
         except RateLimited as error:
@@ -322,6 +330,30 @@ class BatchRunner:
             run.usage.completion_tokens,
         )
         return _Outcome(True, formats.output_line(task.custom_id, run.request_id, body), usage)
+
+    async def _attempt_audio(
+        self, task: LineTask, principal: Principal, request: TranscriptionRequest
+    ) -> _Outcome:
+        """An audio line: the same transcription road as HTTP, its audio given by the body's `url`.
+
+        The output body is the json or verbose_json object (a `text` line gets the json shape, since
+        an output line's body is JSON). Audio seconds are not in the usage ledger, which counts tokens.
+        """
+        kind = "translate" if task.endpoint.endswith("/translations") else "transcribe"
+        try:
+            result = await transcribe(
+                self.runtime, principal, request, None, task=kind, internal_tier="batch"
+            )
+        except RateLimited as error:
+            return _Outcome(False, "", retry_after=max(error.retry_after, 0.1))
+        except APIError as error:
+            return _failed(task, ids.request_id(), error)
+        except Exception:
+            log.exception("batch %s line %d failed unexpectedly", task.batch_id, task.line)
+            error = EngineFailure("The server had an error while processing this request.")
+            return _failed(task, ids.request_id(), error)
+        body = result.body(request.response_format, words=request.words)
+        return _Outcome(True, formats.output_line(task.custom_id, result.request_id, body))
 
 
 def _failed(task: LineTask, request_id: str, error: APIError) -> _Outcome:

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from tiergate.batches import formats
 from tiergate.errors import APIError
+from tiergate.schemas.audio import TranscriptionRequest
 from tiergate.schemas.chat import ChatCompletionRequest
 
 CHAT_URL = "/v1/chat/completions"
@@ -74,12 +75,16 @@ def _param(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _check_body(body: Any, model_exists: Callable[[str], bool]) -> tuple[str, str, str] | None:
-    """(code, message, param) of the first problem with a chat body, or None when it is valid."""
+def _check_body(body: Any, model_exists: Callable[[str], bool], url: str) -> tuple[str, str, str] | None:
+    """(code, message, param) of the first problem with a line's body, or None when it is valid."""
     if not isinstance(body, dict):
         return "invalid_body", "`body` must be a JSON object with the request parameters.", "body"
+    request: ChatCompletionRequest | TranscriptionRequest
     try:
-        request = ChatCompletionRequest.model_validate(body)
+        if url in AUDIO_URLS:
+            request = TranscriptionRequest.model_validate(body)
+        else:
+            request = ChatCompletionRequest.model_validate(body)
     except ValidationError as exc:
         first = exc.errors()[0]
         param = _param(tuple(first.get("loc", ())))
@@ -87,7 +92,10 @@ def _check_body(body: Any, model_exists: Callable[[str], bool]) -> tuple[str, st
         return "invalid_request", f"`{param}`: {message}", param
     except APIError as exc:
         return exc.code or "invalid_request", exc.message, f"body.{exc.param}" if exc.param else "body"
-    if request.stream:
+    if isinstance(request, TranscriptionRequest) and not request.url:
+        # GroqCloud: the file field is not supported in batch requests; `url` is required.
+        return "missing_required_parameter", "`body.url` is required for audio batch lines.", "body.url"
+    if isinstance(request, ChatCompletionRequest) and request.stream:
         return "invalid_value", "Streaming is not supported in batch requests.", "body.stream"
     if not model_exists(request.model):
         return (
@@ -114,13 +122,7 @@ def _line_problem(
             f"The line's url {url!r} does not match the batch's endpoint {endpoint!r}.",
             "url",
         )
-    if url in AUDIO_URLS:
-        return (
-            "unsupported_endpoint",
-            f"Batch lines for {url} are not served by this server yet; only /v1/chat/completions runs.",
-            "url",
-        )
-    return _check_body(item.get("body"), model_exists)
+    return _check_body(item.get("body"), model_exists, url)
 
 
 def validate_lines(

@@ -24,8 +24,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from tiergate.config import Settings
+from tiergate.engines.audio_models import AUDIO_ENGINES, AUDIO_MODELS
 from tiergate.engines.base import Engine, ModelSpec
 from tiergate.engines.llamacpp import LlamaCppEngine
+from tiergate.engines.upstream import UpstreamEngine
+from tiergate.engines.upstream_config import UpstreamConfigError, cli_model_tables, pool_config
 from tiergate.engines.weights import ensure_weights
 from tiergate.errors import ModelNotFound
 
@@ -47,6 +50,7 @@ DEFAULT_MODELS: tuple[ModelSpec, ...] = (
         aliases=("qwen2.5-coder", "qwen/qwen2.5-coder-0.5b-instruct"),
         created=1_731_456_000,
     ),
+    *AUDIO_MODELS,
 )
 
 _FIELDS = {f.name for f in dataclasses.fields(ModelSpec)}
@@ -73,7 +77,18 @@ class ModelRegistry:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelRegistry:
-        return cls.with_overrides(DEFAULT_MODELS, settings.models)
+        """Defaults, then the config file's [[models]], then `--upstream` flags; upstream options are
+        checked here so a bad one stops the server at start, not at the first request."""
+        concurrency = settings.parallel if "parallel" in settings.model_fields_set else None
+        try:
+            flags = cli_model_tables(settings.upstreams, settings.upstream_kind, concurrency)
+            registry = cls.with_overrides(DEFAULT_MODELS, [*settings.models, *flags])
+            for spec in registry:
+                if spec.engine == "upstream":
+                    pool_config(spec.id, spec.options)
+        except UpstreamConfigError as exc:
+            raise RegistryError(str(exc)) from None
+        return registry
 
     @classmethod
     def with_overrides(cls, base: Iterable[ModelSpec], tables: Iterable[Mapping[str, Any]]) -> ModelRegistry:
@@ -109,15 +124,24 @@ class ModelRegistry:
 def build_engines(settings: Settings, registry: ModelRegistry) -> dict[str, Engine]:
     """Load every model to serve (Settings.load_models, or all), keyed by canonical id.
 
-    Weights are assembled/verified first (WeightsError on failure: refuse to start). Models whose
-    engine is not embedded here are skipped with a warning; they get engines from elsewhere.
+    Weights are assembled/verified first (WeightsError on failure: refuse to start). Upstream models
+    get an UpstreamEngine (no weights). Models whose engine is not built here are skipped with a
+    warning; they get engines from elsewhere.
     """
     if settings.load_models:
         specs = [registry.resolve(name) for name in settings.load_models]
+    elif settings.upstreams:
+        # `serve --upstream ...` is gateway mode: serve the upstream models, load no local weights.
+        specs = [spec for spec in registry if spec.engine == "upstream"]
     else:
         specs = list(registry)
     engines: dict[str, Engine] = {}
     for spec in specs:
+        if spec.engine == "upstream":
+            engines[spec.id] = UpstreamEngine.from_spec(spec)
+            continue
+        if spec.engine in AUDIO_ENGINES:
+            continue  # loaded by engines/audio_models.py into Runtime.audio_engines
         if spec.engine != "llamacpp":
             log.warning("model %s: engine %r is not built in; not loaded", spec.id, spec.engine)
             continue

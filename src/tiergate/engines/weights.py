@@ -204,3 +204,18 @@ def _package_file(entry: str) -> Path:
 def _safe_name(model_id: str) -> str:
     """GroqCloud ids may hold '/'; keep the file flat and portable."""
     return re.sub(r"[^A-Za-z0-9._-]+", "--", model_id)
+
+
+def verify_file(path: Path, sha256: str, marker: Path) -> None:
+    """Check a file used in place (an audio model's companion file, a voice) against its pinned hash.
+
+    The same marker shortcut as the chat weights: hashed once, then trusted while size and mtime hold.
+    """
+    if not path.is_file():
+        raise WeightsUnavailable(f"weights file {str(path)!r} not found")
+    _verify(path, sha256, marker)
+
+
+def safe_name(model_id: str) -> str:
+    """The flat file or folder name used for a model id under the models folder."""
+    return _safe_name(model_id)

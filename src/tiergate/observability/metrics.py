@@ -56,6 +56,18 @@ class Metrics:
         self.cancelled = Counter(
             "tiergate_requests_cancelled_total", "Clients that left mid-request (499)", ["route"], registry=r
         )
+        self.upstream_requests = Counter(
+            "tiergate_upstream_requests_total",
+            "Chat requests sent to upstreams, by outcome (ok, rejected 4xx, failed, broken mid-stream)",
+            ["model", "upstream", "outcome"],
+            registry=r,
+        )
+        self.upstream_up = Gauge(
+            "tiergate_upstream_up",
+            "1 while the upstream's circuit is closed",
+            ["model", "upstream"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -19,41 +19,23 @@ import orjson
 
 from tiergate import ids
 from tiergate.auth import Principal
+from tiergate.engines.audio_models import AUDIO_ENGINES
 from tiergate.engines.base import Engine, ModelSpec, PreparedPrompt, SamplingParams
+from tiergate.engines.upstream import UpstreamEngine
 from tiergate.errors import APIError, EngineFailure, InvalidRequest, ServiceUnavailable
 from tiergate.generation.output import OutputDelta, OutputPlan, OutputReader
 from tiergate.generation.stops import StopMatch, StopMatcher
 from tiergate.schemas.chat import ChatCompletionRequest, Message
 from tiergate.service.chat_plan import plan_output, starts_inside_think
+from tiergate.service.chat_remote import RemoteChatRun, start_remote_chat
 from tiergate.service.runtime import Runtime
+from tiergate.service.usage import Usage
 from tiergate.tiers.admission import Admitted, Who
 from tiergate.tiers.limits import Cost
 from tiergate.tiers.policy import candidate_tiers
 
 # GroqCloud converts temperature 0 to 1e-8; for a sampler that is greedy decoding.
 _MIN_TEMPERATURE = 1e-8
-
-
-@dataclass
-class Usage:
-    prompt_tokens: int
-    completion_tokens: int = 0
-    queue_time: float = 0.0
-    prompt_time: float = 0.0
-    completion_time: float = 0.0
-    reasoning_tokens: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "queue_time": round(self.queue_time, 6),
-            "prompt_tokens": self.prompt_tokens,
-            "prompt_time": round(self.prompt_time, 6),
-            "completion_tokens": self.completion_tokens,
-            "completion_time": round(self.completion_time, 6),
-            "total_tokens": self.prompt_tokens + self.completion_tokens,
-            "total_time": round(self.prompt_time + self.completion_time, 6),
-            "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
-        }
 
 
 @dataclass
@@ -180,14 +162,18 @@ class ChatRun:
         )
 
 
-async def complete(run: ChatRun) -> dict[str, Any]:
+# What start_chat returns: the embedded engine's run or an upstream's; both have the same surface.
+AnyChatRun = ChatRun | RemoteChatRun
+
+
+async def complete(run: AnyChatRun) -> dict[str, Any]:
     """Generate the whole answer and return the chat.completion body (HTTP and batch lines share it)."""
     async for _ in run.events():
         pass
     return completion_body(run)
 
 
-def completion_body(run: ChatRun) -> dict[str, Any]:
+def completion_body(run: AnyChatRun) -> dict[str, Any]:
     return {
         "id": run.completion_id,
         "object": "chat.completion",
@@ -209,7 +195,7 @@ def completion_body(run: ChatRun) -> dict[str, Any]:
     }
 
 
-def message_body(run: ChatRun) -> dict[str, Any]:
+def message_body(run: AnyChatRun) -> dict[str, Any]:
     """The assistant message: content, then reasoning and tool calls only when there are some."""
     output = run.output
     message: dict[str, Any] = {"role": "assistant", "content": output.message_content()}
@@ -273,17 +259,27 @@ async def start_chat(
     request: ChatCompletionRequest,
     *,
     internal_tier: str | None = None,
-) -> ChatRun:
+) -> AnyChatRun:
     """Admit a chat request. `internal_tier="batch"` is how the batch runner asks for idle slots only;
     clients cannot ask for it (service_tier "batch" is refused on synchronous requests).
     """
     started_at = runtime.clock.monotonic()
     spec = runtime.registry.resolve(request.model)
+    if spec.engine in AUDIO_ENGINES:
+        raise InvalidRequest(
+            f"The model `{spec.id}` does not support chat completions.",
+            param="model",
+            code="model_not_supported",
+        )
     engine = runtime.engines.get(spec.id)
     if engine is None:
         raise ServiceUnavailable(f"The model `{spec.id}` is not loaded on this server.")
     who = Who(principal.org_id, principal.org_name, principal.project_id, spec.id)
     try:
+        if isinstance(engine, UpstreamEngine):
+            return await start_remote_chat(
+                runtime, principal, request, spec, engine, who, started_at, internal_tier
+            )
         return await _admit_chat(runtime, principal, request, spec, engine, who, started_at, internal_tier)
     except APIError as error:
         # Every response carries the rate-limit headers, errors included.

@@ -19,7 +19,7 @@ from tiergate.schemas.responses import (
     MessageItem,
     ResponseCreateRequest,
 )
-from tiergate.service.chat import ChatRun
+from tiergate.service.chat import AnyChatRun
 
 # GroqCloud's Responses API defaults to the auto tier (chat defaults to on_demand), spec §11 #2.
 DEFAULT_TIER = "auto"
@@ -90,7 +90,7 @@ def to_chat_request(request: ResponseCreateRequest) -> ChatCompletionRequest:
 class ResponseShape:
     """Builds the Response object and its stream events for one run (ids fixed up front)."""
 
-    def __init__(self, request: ResponseCreateRequest, run: ChatRun) -> None:
+    def __init__(self, request: ResponseCreateRequest, run: AnyChatRun) -> None:
         self.request = request
         self.run = run
         self.id = ids.response_id()

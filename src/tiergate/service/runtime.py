@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tiergate.auth import Authenticator
 from tiergate.clock import Clock
 from tiergate.config import Settings
+from tiergate.engines.audio_models import AudioEngine
 from tiergate.engines.base import Engine
 from tiergate.engines.registry import ModelRegistry
 from tiergate.observability.metrics import Metrics
@@ -35,6 +36,9 @@ class Runtime:
     wake_batches: Callable[[], None] = lambda: None
     # Per model: how fast requests are served, to predict when a busy slot frees (flex decisions).
     speeds: dict[str, ServiceSpeed] = field(default_factory=dict)
+    # Speech-to-text and text-to-speech engines by model id (engines/audio_models.py); their slots
+    # are in `schedulers` like the chat models'.
+    audio_engines: dict[str, AudioEngine] = field(default_factory=dict)
 
     def speed(self, model: str) -> ServiceSpeed:
         return self.speeds.setdefault(model, ServiceSpeed())

@@ -32,6 +32,8 @@ class LineTask:
     project_id: str
     project_name: str
     key_id: str
+    # The batch's endpoint: which request road the line takes (chat, or audio by `url`).
+    endpoint: str = "/v1/chat/completions"
 
     @property
     def key(self) -> tuple[str, int]:
@@ -80,6 +82,7 @@ def claim_lines(
                         batch.project_id,
                         batch.project_name,
                         batch.key_id,
+                        batch.endpoint,
                     )
                 )
     return claimed

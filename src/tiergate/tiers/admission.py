@@ -98,6 +98,14 @@ class Admission:
         """Rate-limit headers for a response that reserved nothing (an error before admission)."""
         return await self.limits.headers(who, tier) if self.limits is not None else {}
 
+    async def withdraw(self, who: Who, admitted: Admitted) -> None:
+        """Undo an admission whose request never ran (a late 498, an upstream that failed before the
+        first byte): free the slot and give the whole reservation back, as if it was never admitted."""
+        reservation, admitted.reservation = admitted.reservation, None
+        await self.finish(who, admitted, 0)
+        if reservation is not None and self.limits is not None:
+            await self.limits.release(reservation)
+
     async def finish(self, who: Who, admitted: Admitted, tokens: int, audio_seconds: float = 0.0) -> None:
         """Free the slot and settle the reservation to what was really used. Safe to call once."""
         if admitted.lease._scheduler is not None:

@@ -47,6 +47,7 @@ class RateLimitGate:
         self.clock = clock
         self.ttl = ttl
         self._cache: dict[tuple[str, str], tuple[float, list[RateLimitOverride]]] = {}
+        self._inflight: dict[tuple[str, str], asyncio.Future[list[RateLimitOverride]]] = {}
 
     async def _overrides(self, who: Who) -> list[RateLimitOverride]:
         key = (who.org_id, who.project_id)
@@ -54,9 +55,20 @@ class RateLimitGate:
         hit = self._cache.get(key)
         if hit is not None and now - hit[0] < self.ttl:
             return hit[1]
-        rows = await asyncio.to_thread(limits_for, self.sessions, who.org_id, who.project_id)
-        self._cache[key] = (now, rows)
-        return rows
+        # One store read per org/project at a time: when the entry expires under load, every request
+        # in flight would otherwise start its own read (64 concurrent requests, 64 SQL queries).
+        read = self._inflight.get(key)
+        if read is None:
+            read = asyncio.ensure_future(asyncio.to_thread(limits_for, self.sessions, *key))
+            self._inflight[key] = read
+            read.add_done_callback(lambda done: self._remember(key, now, done))
+        # Shielded: one caller giving up (client disconnect) must not cancel the shared read.
+        return await asyncio.shield(read)
+
+    def _remember(self, key: tuple[str, str], started: float, done: asyncio.Future[Any]) -> None:
+        self._inflight.pop(key, None)
+        if not done.cancelled() and done.exception() is None:
+            self._cache[key] = (started, done.result())
 
     async def limits(self, who: Who, tier: str) -> tuple[LimitSet, LimitSet | None]:
         """(organization limits, the project's own limits or None) for this model and tier."""

@@ -1,0 +1,206 @@
+"""The chat road for upstream models: same admission, same run surface, the generation done elsewhere.
+
+`start_remote_chat` counts the prompt (upstream tokenizer or estimate), admits the request exactly as
+for the embedded engine (tiers, limits, a slot of the upstreams' summed concurrency), then opens the
+upstream request, so upstream refusals and failover happen before our first byte and are real HTTP
+statuses. The `RemoteChatRun` it returns has ChatRun's surface (`events()`, `finish()`, `usage`,
+`headers`, ...), so the chat and Responses routers, `complete()` and the batch runner use it unchanged.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from tiergate import ids
+from tiergate.auth import Principal
+from tiergate.engines.base import ModelSpec
+from tiergate.engines.upstream import UpstreamEngine, UpstreamReply
+from tiergate.errors import BadGateway, InvalidRequest
+from tiergate.generation.output import OutputDelta, OutputPlan
+from tiergate.generation.upstream_output import GarbledAnswer, UpstreamOutput
+from tiergate.schemas.chat import ChatCompletionRequest
+from tiergate.service.runtime import Runtime
+from tiergate.service.usage import Usage
+from tiergate.tiers.admission import Admitted, Who
+from tiergate.tiers.limits import Cost
+from tiergate.tiers.policy import candidate_tiers
+
+# Our fields, or the client's attempts to steer the engine: the gateway sets these per upstream.
+_NOT_FORWARDED = {"model", "service_tier", "stream", "stream_options", "priority"}
+# Completion tokens of a non-streamed answer without usage: chars / 4 (see engines/token_estimate.py).
+_CHARS_PER_TOKEN = 4
+
+
+@dataclass
+class RemoteChatRun:
+    """One admitted chat request answered by an upstream; see ChatRun for the contract."""
+
+    runtime: Runtime
+    who: Who
+    spec: ModelSpec
+    admitted: Admitted
+    reply: UpstreamReply
+    started_at: float
+    counted_prompt_tokens: int
+    plan: OutputPlan = field(default_factory=OutputPlan)
+    completion_id: str = field(default_factory=ids.completion_id)
+    request_id: str = field(default_factory=ids.request_id)
+    created: int = field(default_factory=lambda: int(time.time()))
+    finish_reason: str | None = None
+    usage: Usage = field(init=False)
+    output: UpstreamOutput = field(init=False)
+    _finished: bool = False
+
+    def __post_init__(self) -> None:
+        self.usage = Usage(prompt_tokens=self.counted_prompt_tokens, queue_time=self.admitted.queue_time)
+        self.output = UpstreamOutput(legacy_functions=self.plan.legacy_functions)
+
+    @property
+    def tier(self) -> str:
+        return self.admitted.tier
+
+    @property
+    def model(self) -> str:
+        return self.spec.id
+
+    @property
+    def fingerprint(self) -> str:
+        """The only place a client can see that an upstream served it, and of which kind."""
+        return f"fp_upstream_{self.reply.kind.replace('-', '_')}"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {**self.admitted.headers, "x-request-id": self.request_id}
+
+    async def events(self) -> AsyncIterator[OutputDelta]:
+        """Content and reasoning as the upstream sends them; tool calls whole, at the end."""
+        clock = self.runtime.clock
+        reply, output = self.reply, self.output
+        first_at: float | None = None
+        try:
+            if reply.body is not None:
+                first_at = reply.headers_at
+                piece = output.read_body(reply.body)
+                if piece:
+                    yield piece
+            else:
+                async for batch in reply.chunk_batches():
+                    piece = _merged([output.read_chunk(chunk) for chunk in batch])
+                    if piece and first_at is None:
+                        first_at = clock.monotonic()
+                        self.runtime.metrics.ttft.labels(self.model, self.tier).observe(
+                            first_at - self.started_at
+                        )
+                    if piece:
+                        yield piece
+                if piece := output.flush():
+                    yield piece
+            self.finish_reason = output.finish_reason or "stop"
+            if output.tool_calls:
+                self.finish_reason = "function_call" if self.plan.legacy_functions else "tool_calls"
+        except GarbledAnswer:
+            reply.broke("garbled answer")
+            raise BadGateway(f"The upstream for `{self.model}` answered with garbage.") from None
+        finally:
+            end = clock.monotonic()
+            # prompt_time: request sent -> first output (all of it, for a non-streaming upstream).
+            self.usage.prompt_time = (first_at or end) - reply.sent_at
+            self.usage.completion_time = end - (first_at or end)
+            self._settle_counts()
+            with anyio.CancelScope(shield=True):
+                await self.finish()
+
+    def _settle_counts(self) -> None:
+        output, usage = self.output, self.usage
+        if output.prompt_tokens is not None:
+            usage.prompt_tokens = output.prompt_tokens
+        if output.completion_tokens is not None:
+            usage.completion_tokens = output.completion_tokens
+        else:
+            estimate = -(-output.completion_chars() // _CHARS_PER_TOKEN)
+            usage.completion_tokens = output.chunks_with_output or estimate
+        usage.reasoning_tokens = output.reasoning_tokens
+
+    async def finish(self) -> None:
+        """Close the upstream answer, free the slot and settle limits to the reported usage; once."""
+        if self._finished:
+            return
+        self._finished = True
+        await self.reply.close()
+        usage = self.usage
+        metrics = self.runtime.metrics
+        metrics.tokens_generated.labels(self.model).inc(usage.completion_tokens)
+        metrics.prompt_tokens.labels(self.model).inc(usage.prompt_tokens)
+        await self.runtime.admission.finish(
+            self.who, self.admitted, usage.prompt_tokens + usage.completion_tokens
+        )
+
+
+def _merged(pieces: list[OutputDelta]) -> OutputDelta:
+    """Chunks that arrived in one network read go out as one: no waiting, fewer writes to the client."""
+    if len(pieces) == 1:
+        return pieces[0]
+    return OutputDelta(
+        "".join(p.content for p in pieces),
+        "".join(p.reasoning for p in pieces),
+        tuple(call for p in pieces for call in p.tool_calls),
+    )
+
+
+def forward_body(request: ChatCompletionRequest) -> dict[str, Any]:
+    """The client's request as the upstream gets it: what was set, minus the fields the gateway owns."""
+    return request.model_dump(exclude_none=True, by_alias=True, exclude=_NOT_FORWARDED)
+
+
+async def start_remote_chat(
+    runtime: Runtime,
+    principal: Principal,
+    request: ChatCompletionRequest,
+    spec: ModelSpec,
+    engine: UpstreamEngine,
+    who: Who,
+    started_at: float,
+    internal_tier: str | None,
+) -> RemoteChatRun:
+    if internal_tier is not None:
+        tiers: tuple[str, ...] = (internal_tier,)
+    else:
+        tiers = candidate_tiers(request.requested_tier(), performance_entitled=principal.performance)
+    if tiers == ("flex",) and (runtime.schedulers[spec.id].flex_is_hopeless() or engine.saturated()):
+        raise runtime.admission.flex_refusal()
+    asked = request.requested_max_tokens
+    if asked is not None and asked > spec.max_completion_tokens:
+        param = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
+        raise InvalidRequest(
+            f"`{param}` must be less than or equal to `{spec.max_completion_tokens}`, the maximum value "
+            f"for `{param}` is less than the `context_window` for this model",
+            param=param,
+            code="invalid_value",
+        )
+    body = forward_body(request)
+    prompt_tokens = await engine.count_prompt(body)
+    cost = Cost(requests=1, tokens=prompt_tokens + (asked or spec.max_completion_tokens))
+    admitted = await runtime.admission.admit(who, tiers, cost)
+    try:
+        if admitted.tier == "flex" and engine.saturated():
+            raise runtime.admission.flex_refusal()
+        reply = await engine.open(body, admitted.tier, stream=bool(request.stream))
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await runtime.admission.withdraw(who, admitted)
+        raise
+    return RemoteChatRun(
+        runtime=runtime,
+        who=who,
+        spec=spec,
+        admitted=admitted,
+        reply=reply,
+        started_at=started_at,
+        counted_prompt_tokens=prompt_tokens,
+        plan=OutputPlan(legacy_functions=bool(request.functions)),
+    )
