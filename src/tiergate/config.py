@@ -47,8 +47,13 @@ class Settings(BaseSettings):
     limits: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # Audio uploads and `url` audio (GroqCloud: 25 MB free tier, 100 MB dev tier; 100 MB at most here).
     max_audio_bytes: int = Field(default=25 * 1024 * 1024, gt=0, le=100 * 1024 * 1024)
-    # Seconds to fetch audio given by an http(s) `url`.
-    audio_url_timeout: float = 30.0
+    # Seconds to fetch audio given by an http(s) `url`: one deadline for the whole download.
+    audio_url_timeout: float = Field(default=30.0, gt=0)
+    # Longest audio decoded (GroqCloud states only size limits). Decoding stops past it, so a small
+    # low-bitrate file cannot expand into gigabytes of samples: 2 h is 460 MB of float32 at 16 kHz.
+    max_audio_seconds: float = Field(default=2 * 3600.0, gt=0)
+    # Seconds Piper may go without writing audio before the speech is abandoned and its slot freed.
+    speech_stall_seconds: float = Field(default=60.0, gt=0)
     # Models loaded at start; empty means every registry model (only the upstream ones with --upstream).
     load_models: list[str] = Field(default_factory=list)
     # Gateway mode from the CLI: `ID=BASE_URL[@UPSTREAM_MODEL]` each (engines/upstream_config.py).

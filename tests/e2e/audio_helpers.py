@@ -40,6 +40,22 @@ def tone(folder: Path, seconds: float, name: str = "tone.wav") -> Path:
     return path
 
 
+def to_ogg(source: Path) -> Path:
+    """Ogg Vorbis at sox's lowest quality: many seconds in a few kilobytes."""
+    ogg = source.with_suffix(".ogg")
+    subprocess.run(["sox", str(source), "-C", "-1", str(ogg)], check=True)
+    return ogg
+
+
+def to_hi_res(wav: Path, pad_seconds: float, name: str = "hi-res.wav") -> Path:
+    """The same speech as 192 kHz stereo float32 (1.5 MB a second), padded with silence: a large
+    file of short audio."""
+    out = wav.with_name(name)
+    convert = ["-r", "192000", "-c", "2", "-b", "32", "-e", "floating-point"]
+    subprocess.run(["sox", str(wav), *convert, str(out), "pad", "0", str(pad_seconds)], check=True)
+    return out
+
+
 def seconds_of(path: Path) -> float:
     return float(subprocess.run(["soxi", "-D", str(path)], capture_output=True, text=True, check=True).stdout)
 

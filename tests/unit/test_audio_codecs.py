@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import io
+import tracemalloc
 import wave
 
 import numpy as np
 import pytest
 
-from tiergate.audio.decode import SAMPLE_RATE, AudioDecodeError, decode_audio
-from tiergate.audio.encode import SpeechEncoder
+from tiergate.audio.decode import SAMPLE_RATE, AudioDecodeError, AudioTooLong, decode_audio
+from tiergate.audio.encode import FORMATS, SpeechEncoder
 
 VOICE_RATE = 22_050
 
@@ -76,3 +77,57 @@ def test_digital_silence_is_flagged() -> None:
         out.writeframes(b"\0\0" * 8000)
     audio = decode_audio(buffer)
     assert audio.silent and audio.duration == pytest.approx(0.5)
+
+
+def wav_of(pcm: bytes, rate: int = VOICE_RATE) -> io.BytesIO:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm)
+    return buffer
+
+
+def test_audio_longer_than_the_duration_limit_is_refused_while_decoding() -> None:
+    source = wav_of(sine(5.0))
+    with pytest.raises(AudioTooLong, match="longer than the limit of 2 s"):
+        decode_audio(source, max_seconds=2.0)
+    assert decode_audio(source, max_seconds=5.5).duration == pytest.approx(5.0, abs=0.01)
+
+
+def test_a_stream_without_a_declared_length_still_decodes_whole() -> None:
+    # The speech encoder's WAV says "length unknown", so the sample buffer starts from a guess
+    # and has to grow (past its first minute) while decoding.
+    data, _ = encode("flac", sine(75.0), piece=64_000)
+    audio = decode_audio(io.BytesIO(data))
+    assert audio.duration == pytest.approx(75.0, abs=0.1)
+    assert not audio.silent
+
+
+def test_decoding_holds_about_one_copy_of_the_samples() -> None:
+    # Collecting int16 chunks, concatenating and converting held 2 + 2 + 4 bytes a sample at peak.
+    source = wav_of(sine(60.0, rate=SAMPLE_RATE), rate=SAMPLE_RATE)
+    tracemalloc.start()
+    try:
+        audio = decode_audio(source)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert audio.samples.nbytes == 60 * SAMPLE_RATE * 4
+    assert peak < 1.25 * audio.samples.nbytes, peak
+
+
+def test_mulaw_is_a_wav_file_and_is_sent_as_audio_wav() -> None:
+    data, _ = encode("mulaw", sine(0.5))
+    assert data[:4] == b"RIFF" and data[8:12] == b"WAVE"
+    assert int.from_bytes(data[20:22], "little") == 7  # WAVE_FORMAT_MULAW
+    assert FORMATS["mulaw"].media_type == "audio/wav"
+
+
+def test_closing_an_unfinished_encoder_is_safe_and_idempotent() -> None:
+    encoder = SpeechEncoder("mp3", VOICE_RATE)
+    encoder.feed(sine(0.2))
+    encoder.close()
+    encoder.close()
+    encoder.finish()  # after close() there is nothing left to finish, and no error

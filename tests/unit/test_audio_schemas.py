@@ -44,6 +44,21 @@ def test_speech_checks_sample_rate_speed_and_blank_input() -> None:
     assert SpeechRequest(model="m", voice="v", input="hi").response_format == "wav"
 
 
+def test_speech_speed_is_the_api_references_half_to_five() -> None:
+    for speed in (0.25, 0.49, 5.01):
+        assert error_field(SpeechRequest, model="m", voice="v", input="hi", speed=speed) == "speed"
+    for speed in (0.5, 1.0, 4.5, 5.0):
+        assert SpeechRequest(model="m", voice="v", input="hi", speed=speed).speed == speed
+    assert SpeechRequest(model="m", voice="v", input="hi").speed == 1.0
+
+
+def test_audio_duration_limit_defaults_to_two_hours_and_must_be_positive() -> None:
+    assert Settings().max_audio_seconds == 7200
+    assert Settings(max_audio_seconds=60).max_audio_seconds == 60
+    with pytest.raises(ValidationError):
+        Settings(max_audio_seconds=0)
+
+
 def test_billing_rounds_up_to_whole_seconds_with_a_10_second_minimum() -> None:
     assert billed_seconds(0.5) == 10.0
     assert billed_seconds(10.2) == 11.0

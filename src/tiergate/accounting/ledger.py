@@ -29,6 +29,7 @@ class UsageEntry:
     request_id: str
     prompt_tokens: int
     completion_tokens: int
+    audio_seconds: float = 0.0
 
 
 def add_usage(session: Session, entry: UsageEntry, now: float) -> None:
@@ -40,6 +41,7 @@ def add_usage(session: Session, entry: UsageEntry, now: float) -> None:
             request_id=entry.request_id,
             prompt_tokens=entry.prompt_tokens,
             completion_tokens=entry.completion_tokens,
+            audio_seconds=entry.audio_seconds,
             cost_factor=cost_factor(entry.tier),
             created_at=now,
         )
@@ -55,6 +57,9 @@ class UsageTotal:
     completion_tokens: int
     # Tokens weighted by their price factor: what the project pays for, in synchronous-token units.
     billed_tokens: float
+    audio_seconds: float = 0.0
+    # Audio seconds weighted the same way.
+    billed_audio_seconds: float = 0.0
 
 
 def usage_totals(sessions: sessionmaker[Session], project_id: str) -> list[UsageTotal]:
@@ -69,9 +74,14 @@ def usage_totals(sessions: sessionmaker[Session], project_id: str) -> list[Usage
                 func.sum(
                     (UsageRecord.prompt_tokens + UsageRecord.completion_tokens) * UsageRecord.cost_factor
                 ),
+                func.sum(UsageRecord.audio_seconds),
+                func.sum(UsageRecord.audio_seconds * UsageRecord.cost_factor),
             )
             .where(UsageRecord.project_id == project_id)
             .group_by(UsageRecord.model, UsageRecord.tier)
             .order_by(UsageRecord.model, UsageRecord.tier)
         ).all()
-    return [UsageTotal(m, t, int(n), int(p or 0), int(c or 0), float(b or 0)) for m, t, n, p, c, b in rows]
+    return [
+        UsageTotal(m, t, int(n), int(p or 0), int(c or 0), float(b or 0), float(a or 0), float(ba or 0))
+        for m, t, n, p, c, b, a, ba in rows
+    ]

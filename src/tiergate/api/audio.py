@@ -2,17 +2,19 @@
 
 Uploads stay in the multipart parser's spooled file (memory up to 1 MB, disk beyond) and the decoder
 reads that file directly, so an upload is never held twice in memory. The body size is bounded by
-BodyLimitMiddleware before parsing; the file part is checked against max_audio_bytes here.
+BodyLimitMiddleware before parsing (at `url_field_limit` plus framing, so a data URL of the largest
+audio fits); the file part is checked against max_audio_bytes here.
 """
 
 from __future__ import annotations
 
 from typing import IO, Any
 
+import anyio
 from fastapi import APIRouter, Request
-from starlette.background import BackgroundTask
 from starlette.datastructures import FormData, UploadFile
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from tiergate.api.deps import json_body, parse_as, principal_of, runtime_of
 from tiergate.api.framing import json_response
@@ -22,7 +24,7 @@ from tiergate.schemas.audio import SpeechRequest, TranscriptionRequest
 from tiergate.service.audio import transcribe
 from tiergate.service.chat import limit_headers_for
 from tiergate.service.runtime import Runtime
-from tiergate.service.speech import start_speech
+from tiergate.service.speech import SpeechRun, start_speech
 
 router = APIRouter()
 AUDIO_ROUTES = ("/audio/transcriptions", "/audio/translations")
@@ -41,6 +43,14 @@ async def create_translation(request: Request) -> Response:
     return await _speech_to_text(request, "translate")
 
 
+def url_field_limit(max_audio_bytes: int) -> int:
+    """The largest `url` field: a base64 data URL of `max_audio_bytes` of audio, with room for its
+    `data:...;base64,` header and for url-encoding (a form turns `+` and `/`, 1 in 32 base64
+    characters, into three bytes each). The request body limit of the audio routes is built on it."""
+    base64_length = 4 * -(-max_audio_bytes // 3)
+    return base64_length + base64_length // 8 + 64 * 1024
+
+
 @router.post("/audio/speech")
 async def create_speech(request: Request) -> Response:
     principal = await principal_of(request)
@@ -49,11 +59,27 @@ async def create_speech(request: Request) -> Response:
     speech = await _parse(runtime, principal, SpeechRequest, body)
     run = await start_speech(runtime, principal, speech)
     request.state.response_headers = run.headers
-    # The background task frees the slot even if the client leaves before the body starts (finish()
-    # is idempotent; normally the body's own `finally` has already done it).
-    return StreamingResponse(
-        run.audio(), media_type=run.media_type, headers=run.headers, background=BackgroundTask(run.finish)
-    )
+    return _SpeechResponse(run)
+
+
+class _SpeechResponse(StreamingResponse):
+    """Streams a started speech run and frees it however the response ends.
+
+    Piper is already running when this is built, so a client that leaves before the body starts
+    (when Starlette never iterates it, nor runs a background task) must still stop Piper and free
+    the slot: `finish()` is idempotent, and normally the body's own `finally` has done it.
+    """
+
+    def __init__(self, run: SpeechRun) -> None:
+        super().__init__(run.audio(), media_type=run.media_type, headers=run.headers)
+        self._run = run
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._run.finish()
 
 
 async def _speech_to_text(request: Request, task: str) -> Response:
@@ -65,7 +91,9 @@ async def _speech_to_text(request: Request, task: str) -> Response:
         return await _run(request, runtime, principal, body, None, task)
     if not request.headers.get("content-type", "").startswith(_FORMS):
         raise InvalidRequest("Send audio as multipart/form-data with a `file` or `url` field.")
-    async with request.form(max_files=1, max_fields=32) as form:
+    # Starlette's 1 MB default for a text part would refuse a data URL of more than ~750 kB of audio.
+    max_part_size = url_field_limit(runtime.settings.max_audio_bytes)
+    async with request.form(max_files=1, max_fields=32, max_part_size=max_part_size) as form:
         upload = form.get("file")
         if upload is not None and not isinstance(upload, UploadFile):
             raise InvalidRequest("`file` must be an uploaded file.", param="file")

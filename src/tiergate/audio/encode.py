@@ -7,6 +7,7 @@ fed in can go out to the client at once. `sample_rate` resamples on the way.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import av
@@ -27,7 +28,9 @@ FORMATS: dict[str, OutputFormat] = {
     "mp3": OutputFormat("mp3", "libmp3lame", "audio/mpeg"),
     "flac": OutputFormat("flac", "flac", "audio/flac"),
     "ogg": OutputFormat("ogg", "libopus", "audio/ogg", rates=(8000, 12000, 16000, 24000, 48000)),
-    "mulaw": OutputFormat("wav", "pcm_mulaw", "audio/basic"),
+    # mu-law samples in a WAV container (format tag 7): a WAV file, so audio/wav. audio/basic
+    # (RFC 2046) names headerless 8 kHz mu-law, which this is not.
+    "mulaw": OutputFormat("wav", "pcm_mulaw", "audio/wav"),
 }
 MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 
@@ -86,6 +89,13 @@ class SpeechEncoder:
                 self._container.mux(packet)
             self._container.close()
         return self._sink.take()
+
+    def close(self) -> None:
+        """Free the muxer without finishing (a response refused or cut short); finish() does both."""
+        if not self._closed:
+            self._closed = True
+            with contextlib.suppress(av.FFmpegError):
+                self._container.close()
 
     def _encode(self, frames: list[av.AudioFrame]) -> None:
         for frame in frames:

@@ -13,6 +13,7 @@ import tempfile
 from typing import IO
 from urllib.parse import unquote_to_bytes
 
+import anyio
 import httpx
 
 _SPOOL = 1024 * 1024
@@ -25,6 +26,10 @@ class FetchError(Exception):
 
 class FetchTooLarge(FetchError):
     """The audio behind the url is over the size limit (413)."""
+
+
+class FetchTimeout(FetchError):
+    """The download did not finish within its deadline."""
 
 
 def spool() -> IO[bytes]:
@@ -58,25 +63,22 @@ def read_data_url(url: str, max_bytes: int) -> IO[bytes]:
 
 
 async def fetch_url(url: str, max_bytes: int, timeout: float) -> IO[bytes]:
-    """The audio at `url` (data, http or https), at most `max_bytes`, within `timeout` seconds."""
+    """The audio at `url` (data, http or https), at most `max_bytes`, within `timeout` seconds.
+
+    `timeout` is one deadline for the whole download: httpx's own timeout is per network operation,
+    so a server trickling a byte a second would otherwise hold the request for as long as it likes.
+    """
     if url.startswith("data:"):
         return read_data_url(url, max_bytes)
     if not url.startswith(("http://", "https://")):
         raise FetchError("The url must be an http(s) address or a data URL.")
     out = spool()
     try:
-        async with (
-            httpx.AsyncClient(timeout=timeout, follow_redirects=True, max_redirects=3) as client,
-            client.stream("GET", url) as response,
-        ):
-            if response.status_code != 200:
-                raise FetchError(f"Fetching the url failed with HTTP status {response.status_code}.")
-            received = 0
-            async for chunk in response.aiter_bytes():
-                received += len(chunk)
-                if received > max_bytes:
-                    raise FetchTooLarge(f"The audio is larger than the limit of {max_bytes} bytes.")
-                out.write(chunk)
+        with anyio.fail_after(timeout):
+            await _download(url, max_bytes, timeout, out)
+    except TimeoutError:
+        out.close()
+        raise FetchTimeout(f"The url did not deliver the audio within {timeout:g} s.") from None
     except FetchError:
         out.close()
         raise
@@ -84,3 +86,24 @@ async def fetch_url(url: str, max_bytes: int, timeout: float) -> IO[bytes]:
         out.close()
         raise FetchError(f"The url could not be fetched ({type(exc).__name__}).") from exc
     return out
+
+
+async def _download(url: str, max_bytes: int, timeout: float, out: IO[bytes]) -> None:
+    async with (
+        httpx.AsyncClient(timeout=timeout, follow_redirects=True, max_redirects=3) as client,
+        client.stream("GET", url) as response,
+    ):
+        if response.status_code != 200:
+            raise FetchError(f"Fetching the url failed with HTTP status {response.status_code}.")
+        # A declared length says "too large" before any byte is read (unless compressed: then
+        # it counts the compressed bytes, and only the decoded ones are limited).
+        declared = response.headers.get("content-length", "")
+        encoded = response.headers.get("content-encoding", "identity") != "identity"
+        if declared.isdigit() and int(declared) > max_bytes and not encoded:
+            raise FetchTooLarge(f"The audio is larger than the limit of {max_bytes} bytes.")
+        received = 0
+        async for chunk in response.aiter_bytes():
+            received += len(chunk)
+            if received > max_bytes:
+                raise FetchTooLarge(f"The audio is larger than the limit of {max_bytes} bytes.")
+            out.write(chunk)

@@ -337,7 +337,7 @@ class BatchRunner:
         """An audio line: the same transcription road as HTTP, its audio given by the body's `url`.
 
         The output body is the json or verbose_json object (a `text` line gets the json shape, since
-        an output line's body is JSON). Audio seconds are not in the usage ledger, which counts tokens.
+        an output line's body is JSON). The ledger bills its audio seconds at the batch price.
         """
         kind = "translate" if task.endpoint.endswith("/translations") else "transcribe"
         try:
@@ -353,7 +353,10 @@ class BatchRunner:
             error = EngineFailure("The server had an error while processing this request.")
             return _failed(task, ids.request_id(), error)
         body = result.body(request.response_format, words=request.words)
-        return _Outcome(True, formats.output_line(task.custom_id, result.request_id, body))
+        usage = UsageEntry(
+            task.project_id, result.model, "batch", result.request_id, 0, 0, result.billed_seconds
+        )
+        return _Outcome(True, formats.output_line(task.custom_id, result.request_id, body), usage)
 
 
 def _failed(task: LineTask, request_id: str, error: APIError) -> _Outcome:

@@ -17,19 +17,21 @@ import importlib.util
 import json
 import logging
 import sys
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from tiergate.engines.audio_assets import VoiceFiles
 from tiergate.engines.base import ModelSpec
 
 log = logging.getLogger(__name__)
 _READ = 16 * 1024
+T = TypeVar("T")
 SAMPLE_WIDTH = 2  # Piper writes signed 16-bit little-endian mono
 
 
 class SpeechEngineError(Exception):
-    """Piper failed (did not start, or exited non-zero); the server's fault, not the client's."""
+    """Piper failed (did not start, exited non-zero, or stalled); the server's fault, not the client's."""
 
 
 def piper_command() -> list[str]:
@@ -72,8 +74,14 @@ class PiperEngine:
         for key in self._voices:
             await self._refill(key)
 
-    async def synthesize(self, text: str, voice: str, speed: float = 1.0) -> AsyncGenerator[bytes, None]:
-        """Yield raw PCM as Piper produces it. Closing the iterator early kills the process."""
+    async def synthesize(
+        self, text: str, voice: str, speed: float = 1.0, *, stall_seconds: float = 60.0
+    ) -> AsyncGenerator[bytes, None]:
+        """Yield raw PCM as Piper produces it. Closing the iterator early kills the process.
+
+        A Piper that writes nothing for `stall_seconds` is killed and the stream ends with
+        SpeechEngineError, so a stuck process cannot hold its slot forever.
+        """
         key = voice.casefold()
         process = self._spares.pop(key, None) if speed == 1.0 else None
         if process is None or process.returncode is not None:
@@ -82,18 +90,20 @@ class PiperEngine:
             refill = asyncio.ensure_future(self._refill(key))
             self._refills.add(refill)
             refill.add_done_callback(self._refills.discard)
-        return self._stream(process, text)
+        return self._stream(process, text, stall_seconds)
 
-    async def _stream(self, process: asyncio.subprocess.Process, text: str) -> AsyncGenerator[bytes, None]:
+    async def _stream(
+        self, process: asyncio.subprocess.Process, text: str, stall_seconds: float
+    ) -> AsyncGenerator[bytes, None]:
         assert process.stdin is not None and process.stdout is not None
         try:
             # One line: Piper splits sentences itself; newlines would only make separate utterances.
             process.stdin.write(" ".join(text.split()).encode() + b"\n")
-            await process.stdin.drain()
+            await _within(stall_seconds, process.stdin.drain())
             process.stdin.close()
-            while chunk := await process.stdout.read(_READ):
+            while chunk := await _within(stall_seconds, process.stdout.read(_READ)):
                 yield chunk
-            code = await process.wait()
+            code = await _within(stall_seconds, process.wait())
             if code != 0:
                 stderr = await process.stderr.read() if process.stderr is not None else b""
                 log.error("piper exited with %s: %s", code, stderr.decode(errors="replace")[-2000:])
@@ -140,6 +150,15 @@ class PiperEngine:
         spares, self._spares = list(self._spares.values()), {}
         for process in spares:
             await _kill(process)
+
+
+async def _within(seconds: float, step: Awaitable[T]) -> T:
+    """One read from (or the exit of) Piper, or SpeechEngineError when it takes over `seconds`."""
+    try:
+        return await asyncio.wait_for(step, seconds)
+    except TimeoutError:
+        log.error("piper wrote nothing for %g s; stopping it", seconds)
+        raise SpeechEngineError(f"piper stalled for {seconds:g} s") from None
 
 
 async def _kill(process: asyncio.subprocess.Process) -> None:

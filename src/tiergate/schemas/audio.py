@@ -69,7 +69,8 @@ class SpeechRequest(BaseModel):
     response_format: Literal["wav", "mp3", "flac", "ogg", "mulaw"] = "wav"
     # Hz; None keeps the voice's own rate.
     sample_rate: int | None = None
-    speed: float = Field(default=1.0, ge=0.25, le=4.0)
+    # The API reference's range; Piper's length scale is 1/speed.
+    speed: float = Field(default=1.0, ge=0.5, le=5.0)
 
     @field_validator("sample_rate")
     @classmethod

@@ -17,7 +17,7 @@ from typing import IO, Any
 import anyio
 
 from tiergate import ids
-from tiergate.audio.decode import AudioDecodeError, DecodedAudio, decode_audio
+from tiergate.audio.decode import AudioDecodeError, AudioTooLong, DecodedAudio, decode_audio
 from tiergate.audio.fetch import FetchError, FetchTooLarge, fetch_url
 from tiergate.audio.languages import language_name
 from tiergate.auth import Principal
@@ -139,10 +139,12 @@ async def open_audio(runtime: Runtime, request: TranscriptionRequest, upload: IO
         raise InvalidRequest(str(exc), param="url", code="invalid_url") from None
 
 
-async def decode(source: IO[bytes], param: str) -> DecodedAudio:
+async def decode(source: IO[bytes], param: str, max_seconds: float) -> DecodedAudio:
     """Decode off the event loop; every way the audio can be unusable is a 400 naming the field."""
     try:
-        audio = await asyncio.to_thread(decode_audio, source)
+        audio = await asyncio.to_thread(decode_audio, source, max_seconds)
+    except AudioTooLong as exc:
+        raise InvalidRequest(str(exc), param=param, code="audio_too_long") from None
     except AudioDecodeError as exc:
         raise InvalidRequest(str(exc), param=param, code="invalid_audio") from None
     if audio.duration < MIN_AUDIO_SECONDS:
@@ -189,7 +191,8 @@ async def _transcribe(
     language = check_request(engine, request, task)
     source = await open_audio(runtime, request, upload)
     try:
-        audio = await decode(source, "file" if upload is not None else "url")
+        param = "file" if upload is not None else "url"
+        audio = await decode(source, param, runtime.settings.max_audio_seconds)
     finally:
         if source is not upload:
             source.close()

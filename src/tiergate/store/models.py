@@ -212,5 +212,7 @@ class UsageRecord(Base):
     request_id: Mapped[str] = mapped_column(String(64))
     prompt_tokens: Mapped[int] = mapped_column(BigInteger)
     completion_tokens: Mapped[int] = mapped_column(BigInteger)
+    # Billed audio seconds (at least 10 a request) of a transcription or translation; 0 for chat.
+    audio_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     cost_factor: Mapped[float] = mapped_column(Float)
     created_at: Mapped[float] = mapped_column(Float)
