@@ -10,6 +10,10 @@ It records what the gateway forwards (to assert tier fields) and misbehaves on r
     bad       400 with an OpenAI-style error body
     cut       a stream that stops after one chunk, without [DONE]
     slow      a stream of 200 chunks, 50 ms apart; `hung_up` counts the times the reader left early
+    notjson, wrongjson, badargs, othertool, badfunction
+              a well-formed answer that breaks a promise (text that is not JSON, JSON off the schema,
+              tool-call arguments that are not JSON, a tool not offered), or a malformed one (a
+              tool call whose `function` is a string); streamed when asked, like `echo`
 
 `/tokenize` answers a vLLM-style count of 1234; `/metrics` publishes `vllm:num_requests_waiting`.
 """
@@ -23,6 +27,29 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 TOKENIZE_COUNT = 1234
+
+
+def _call(function: Any) -> dict[str, Any]:
+    return {"id": "call_up", "type": "function", "function": function}
+
+
+# The assistant message each scripted model answers with (the rest answer "hello there").
+MESSAGES: dict[str, dict[str, Any]] = {
+    "notjson": {"role": "assistant", "content": "Sure! {oops"},
+    "wrongjson": {"role": "assistant", "content": '{"name": 5}'},
+    "badargs": {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [_call({"name": "get_weather", "arguments": '{"city": '})],
+    },
+    "othertool": {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [_call({"name": "launch_rocket", "arguments": "{}"})],
+    },
+    "badfunction": {"role": "assistant", "content": None, "tool_calls": [_call("get_weather")]},
+}
+ECHO = {"role": "assistant", "content": "hello there"}
 
 
 class FakeUpstream:
@@ -51,16 +78,19 @@ class FakeUpstream:
         return [r for r in self.requests if r.get("model") == model]
 
 
+def _finish(message: dict[str, Any]) -> str:
+    return "tool_calls" if message.get("tool_calls") else "stop"
+
+
 def _completion(model: str, usage: bool) -> dict[str, Any]:
+    message = MESSAGES.get(model, ECHO)
     body: dict[str, Any] = {
         "id": "upstream-id",
         "object": "chat.completion",
         "created": 1,
         "model": model,
         "system_fingerprint": "fp_upstream_secret",
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": "hello there"}, "finish_reason": "stop"}
-        ],
+        "choices": [{"index": 0, "message": message, "finish_reason": _finish(message)}],
     }
     if usage:
         body["usage"] = {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14}
@@ -130,9 +160,16 @@ def _handler(fake: FakeUpstream) -> type[BaseHTTPRequestHandler]:
             if model == "slow":
                 self._slow()
                 return
-            events = [_chunk({"role": "assistant", "content": ""}), _chunk({"content": "hello"})]
+            message = MESSAGES.get(model, ECHO)
+            head, space, tail = (message["content"] or "").partition(" ")
+            events = [_chunk({"role": "assistant", "content": ""}), _chunk({"content": head})]
             if model != "cut":
-                events += [_chunk({"content": " there"}), _chunk({}, "stop")]
+                if tail:
+                    events.append(_chunk({"content": space + tail}))
+                calls = message.get("tool_calls") or []
+                if calls:
+                    events.append(_chunk({"tool_calls": [{"index": i, **c} for i, c in enumerate(calls)]}))
+                events.append(_chunk({}, _finish(message)))
             for event in events:
                 self.wfile.write(b"data: " + json.dumps(event).encode() + b"\n\n")
                 self.wfile.flush()

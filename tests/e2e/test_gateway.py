@@ -75,6 +75,15 @@ engine = "upstream"
 [[models.options.upstreams]]
 base_url = "{llama_server.base_url}"
 model = "{MODEL}"
+
+[[models]]
+id = "via-llama-tokenizer"
+engine = "upstream"
+[models.options]
+tokenizer = "{llama_server.gguf}"
+[[models.options.upstreams]]
+base_url = "{llama_server.base_url}"
+model = "{MODEL}"
 """
     )
     live = start_server(
@@ -161,7 +170,7 @@ def test_streamed_tool_calls_arrive_whole(gateway: LiveServer) -> None:
 
 def test_models_lists_the_upstream_models(gateway: LiveServer) -> None:
     ids = {model.id for model in _client(gateway).models.list().data}
-    assert ids == {"via-llama", "via-tiergate", "limited", "cli-llama"}
+    assert ids == {"via-llama", "via-tiergate", "limited", "cli-llama", "via-llama-tokenizer"}
 
 
 def test_rate_limits_hold_in_front_of_an_upstream(gateway: LiveServer) -> None:
@@ -191,3 +200,47 @@ def test_a_batch_runs_through_the_gateway(gateway: LiveServer) -> None:
         assert line["response"]["status_code"] == 200
         assert body["model"] == "via-llama" and body["service_tier"] == "batch"
         assert body["choices"][0]["message"]["content"]
+
+
+def test_prompt_tokens_are_reserved_exactly_with_the_models_own_tokenizer(gateway: LiveServer) -> None:
+    # llama-cpp-python's server has no /tokenize the gateway knows: without options.tokenizer this
+    # prompt would be estimated at 51 tokens (chars / 4 + 4 per message + 3); it has 58.
+    messages = [
+        {"role": "system", "content": "You are terse. Answer in one word, in lowercase, no punctuation."},
+        {"role": "user", "content": "What colour is the sky on a clear day? 天空是什么颜色?"},
+        {"role": "assistant", "content": "blue"},
+        {"role": "user", "content": "And grass?"},
+    ]
+    raw = _client(gateway).chat.completions.with_raw_response.create(
+        model="via-llama-tokenizer", messages=messages, max_tokens=4, temperature=0
+    )
+    completion = raw.parse()
+    # The tokens admission reserved (the model is used by no other test): prompt + max_tokens.
+    reserved = int(raw.headers["x-ratelimit-limit-tokens"]) - int(raw.headers["x-ratelimit-remaining-tokens"])
+    assert reserved - 4 == completion.usage.prompt_tokens  # as llama-cpp counted it upstream
+    assert completion.usage.prompt_tokens != 51
+
+
+def test_json_mode_passes_through_to_llama_server_and_comes_back_valid(gateway: LiveServer) -> None:
+    completion = _client(gateway).chat.completions.create(
+        model="via-llama",
+        messages=[{"role": "user", "content": 'Reply with the JSON object {"ok": true} and nothing else.'}],
+        response_format={"type": "json_object"},
+        max_tokens=40,
+        temperature=0,
+    )
+    assert isinstance(json.loads(completion.choices[0].message.content or ""), dict)
+
+
+def test_a_strict_schema_outside_the_subset_is_refused_for_an_upstream_model(gateway: LiveServer) -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string", "pattern": "^x"}}, "required": ["a"]}
+    with pytest.raises(groq.BadRequestError) as refused:
+        _client(gateway).chat.completions.create(
+            model="via-llama",
+            messages=HI,
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "x", "strict": True, "schema": schema},
+            },
+        )
+    assert refused.value.body["error"]["param"] == "response_format.json_schema.schema"

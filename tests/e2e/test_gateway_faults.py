@@ -7,6 +7,7 @@ its behaviour. A second fake reports its load, for load-aware flex.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,27 @@ from tests.e2e.fake_upstream import TOKENIZE_COUNT, FakeUpstream
 
 HI = [{"role": "user", "content": "Say hi."}]
 CHAT = "/openai/v1/chat/completions"
+_PROMISE_BREAKERS = ("notjson", "wrongjson", "badargs", "othertool", "badfunction")
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+NAME_SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "person",
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "properties": {"name": {"type": "string"}},
+            "required": ["name"],
+            "additionalProperties": False,
+        },
+    },
+}
 
 
 def _model(model_id: str, base_url: str, upstream_model: str, kind: str, **options: Any) -> str:
@@ -62,6 +84,7 @@ def gateway(
             _model("slow", url, "slow", "generic"),
             _model("dead", f"http://127.0.0.1:{free_port()}/v1", "echo", "generic"),
             _model("loaded", loaded.base_url, "echo", "vllm", load_interval=0.1),
+            *(_model(name, url, name, "generic") for name in _PROMISE_BREAKERS),
         ]
     )
     data_dir = tmp_path_factory.mktemp("gateway-faults")
@@ -259,3 +282,134 @@ def test_a_client_leaving_mid_stream_frees_the_slot_and_hangs_up_on_the_upstream
     metrics = httpx.get(f"{gateway.root}/metrics", timeout=5).text
     busy = [line for line in metrics.splitlines() if line.startswith('tiergate_slots_busy{model="slow"')]
     assert busy and all(line.endswith(" 0.0") for line in busy)
+
+
+def _stream_events(gateway: LiveServer, body: dict[str, Any]) -> list[str]:
+    headers = {"authorization": f"Bearer {gateway.api_key}"}
+    body = {**body, "stream": True}
+    with httpx.stream("POST", f"{gateway.root}{CHAT}", json=body, headers=headers, timeout=10) as response:
+        assert response.status_code == 200
+        return [line for line in response.iter_lines() if line.startswith("data: ")]
+
+
+def _stream_error(events: list[str]) -> dict[str, Any]:
+    assert events[-1] == "data: [DONE]"
+    return json.loads(events[-2].removeprefix("data: "))["error"]
+
+
+@pytest.mark.parametrize(
+    ("model", "response_format", "failed"),
+    [
+        ("notjson", {"type": "json_object"}, "Sure! {oops"),
+        ("wrongjson", NAME_SCHEMA, '{"name": 5}'),
+    ],
+)
+def test_upstream_json_that_breaks_the_requested_format_is_a_400_json_validate_failed(
+    gateway: LiveServer, model: str, response_format: dict[str, Any], failed: str
+) -> None:
+    body = {"model": model, "messages": HI, "response_format": response_format}
+    response = _post(gateway, body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "json_validate_failed" and error["failed_generation"] == failed
+    # The same answer streamed: everything went out, then the stream ends with the error.
+    error = _stream_error(_stream_events(gateway, body))
+    assert error["code"] == "json_validate_failed" and error["failed_generation"] == failed
+
+
+def test_the_groq_sdk_sees_json_validate_failed_as_a_bad_request(gateway: LiveServer) -> None:
+    with pytest.raises(groq.BadRequestError) as refused:
+        _client(gateway).chat.completions.create(
+            model="notjson", messages=HI, response_format={"type": "json_object"}
+        )
+    assert refused.value.body["error"]["code"] == "json_validate_failed"
+
+
+@pytest.mark.parametrize(("model", "message"), [("badargs", "as JSON"), ("othertool", "launch_rocket")])
+def test_upstream_tool_calls_that_break_the_tools_offered_are_a_400_tool_use_failed(
+    gateway: LiveServer, model: str, message: str
+) -> None:
+    body = {"model": model, "messages": HI, "tools": [WEATHER]}
+    response = _post(gateway, body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "tool_use_failed" and message in error["message"]
+    assert "failed_generation" in error
+    assert _stream_error(_stream_events(gateway, body))["code"] == "tool_use_failed"
+
+
+def test_a_malformed_tool_call_from_the_upstream_is_a_502_or_a_stream_error_never_a_500(
+    gateway: LiveServer,
+) -> None:
+    body = {"model": "badfunction", "messages": HI, "tools": [WEATHER]}
+    response = _post(gateway, body)
+    assert response.status_code == 502, response.text
+    assert response.json()["error"]["code"] == "bad_gateway"
+    assert _stream_error(_stream_events(gateway, body))["code"] == "bad_gateway"
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        # A strict schema outside the subset (no additionalProperties: false).
+        (
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {
+                        "name": "x",
+                        "strict": True,
+                        "schema": {
+                            "type": "object",
+                            "properties": {"a": {"type": "string"}},
+                            "required": ["a"],
+                        },
+                    },
+                }
+            },
+            "response_format.json_schema.schema",
+        ),
+        (
+            {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}},
+            "tool_choice",
+        ),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"reasoning_format": "parsed"}, "reasoning_format"),
+        ({"include_reasoning": True, "reasoning_format": "hidden"}, "include_reasoning"),
+    ],
+)
+def test_requests_the_embedded_engine_refuses_are_refused_for_upstream_models_before_sending(
+    gateway: LiveServer, fakes: tuple[FakeUpstream, FakeUpstream], extra: dict[str, Any], param: str
+) -> None:
+    before = len(fakes[0].requests)
+    response = _post(gateway, {"model": "rec-generic", "messages": HI, **extra})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
+    assert len(fakes[0].requests) == before  # refused before admission: the upstream never saw it
+
+
+def test_response_format_and_tools_reach_the_upstream_and_legacy_functions_go_as_tools(
+    gateway: LiveServer, fakes: tuple[FakeUpstream, FakeUpstream]
+) -> None:
+    recording = fakes[0]
+    before = len(recording.requests)
+    body = {"model": "rec-generic", "messages": HI, "tools": [WEATHER], "tool_choice": "auto"}
+    assert _post(gateway, body).status_code == 200
+    fn = WEATHER["function"]
+    legacy = {
+        "model": "rec-generic",
+        "messages": HI,
+        "functions": [fn],
+        "function_call": {"name": "get_weather"},
+    }
+    assert _post(gateway, legacy).status_code == 200
+    assert (
+        _post(gateway, {"model": "rec-generic", "messages": HI, "response_format": NAME_SCHEMA}).status_code
+        == 400
+    )
+    tools, functions, schema = recording.requests[before:]
+    assert tools["tools"] == [WEATHER] and tools["tool_choice"] == "auto"
+    assert "functions" not in functions and "function_call" not in functions
+    assert functions["tools"] == [{"type": "function", "function": fn}]
+    assert functions["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    assert schema["response_format"] == NAME_SCHEMA

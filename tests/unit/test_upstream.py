@@ -8,6 +8,8 @@ handler sees which one was asked from the path. Backoff sleeps are recorded, not
 from __future__ import annotations
 
 import asyncio
+import base64
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
@@ -16,9 +18,11 @@ from aiohttp import web
 
 from tests.conftest import free_port
 from tiergate.clock import FakeClock
+from tiergate.engines import upstream as upstream_module
 from tiergate.engines.base import ModelSpec
 from tiergate.engines.upstream import UpstreamEngine
-from tiergate.engines.upstream_config import PoolConfig, UpstreamConfig
+from tiergate.engines.upstream_config import PoolConfig, UpstreamConfig, pool_config
+from tiergate.engines.upstream_errors import status_error
 from tiergate.errors import (
     BadGateway,
     FlexCapacityExceeded,
@@ -297,3 +301,118 @@ async def test_llama_server_is_saturated_when_every_slot_is_processing(scripted:
     # llama-server's /tokenize counts text: 5 tokens + 4 for the one message's role markers.
     assert await engine.count_prompt(BODY) == 5 + 4
     await engine.close()
+
+
+async def test_credentials_in_the_base_url_reach_the_upstream_as_basic_auth(scripted: Scripted) -> None:
+    seen: list[str | None] = []
+
+    async def handler(upstream: str, request: web.Request) -> web.Response:
+        seen.append(request.headers.get("authorization"))
+        return _json(200, OK if request.path.endswith("/chat/completions") else {"data": []})
+
+    scripted.handler = handler
+    # A shared key is set too: aiohttp refused to send URL credentials with an Authorization header
+    # (ValueError on every request); now the URL's credentials are the upstream's one header.
+    options = {"upstreams": [{"base_url": f"http://ann:s3cret@127.0.0.1:{scripted.port}/a/v1"}]}
+    config = pool_config("m", options, env={"TIERGATE_UPSTREAM_API_KEY": "sk-shared"})
+    engine = UpstreamEngine(ModelSpec(id="m", engine="upstream"), config, clock=FakeClock())
+    await (await engine.open(BODY, "on_demand", stream=False)).close()
+    await engine.check_health()
+    basic = "Basic " + base64.b64encode(b"ann:s3cret").decode()
+    assert seen == [basic, basic] and engine.pool.states[0].breaker.up
+    await engine.close()
+
+
+async def test_the_health_and_load_loops_outlive_a_round_that_raises(scripted: Scripted) -> None:
+    engine, _ = _engine(scripted, "a")
+    engine.config = PoolConfig(upstreams=engine.config.upstreams, health_interval=0.01, load_interval=0.01)
+    rounds = {"health": 0, "load": 0}
+
+    def failing_round(name: str) -> Callable[[], Awaitable[None]]:
+        async def round_() -> None:
+            rounds[name] += 1
+            if rounds[name] <= 2:
+                raise RuntimeError("an unexpected bug")
+
+        return round_
+
+    engine.check_health = failing_round("health")  # type: ignore[method-assign]
+    engine.poll_load = failing_round("load")  # type: ignore[method-assign]
+    await engine.start()
+    for _ in range(200):
+        if min(rounds.values()) >= 4:
+            break
+        await asyncio.sleep(0.01)
+    assert min(rounds.values()) >= 4  # before: the first exception ended each loop for good
+    assert all(not task.done() for task in engine._tasks)
+    await engine.close()
+
+
+async def test_a_health_probe_that_raises_counts_as_down_without_stopping_the_others(
+    scripted: Scripted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, _ = _engine(scripted, "a", "b", threshold=1)
+
+    async def is_alive(session: object, config: UpstreamConfig) -> bool:
+        if config.name == "a":
+            raise ValueError("unexpected")
+        return True
+
+    monkeypatch.setattr(upstream_module, "is_alive", is_alive)
+    engine.pool.states[1].breaker.on_failure(0)
+    await engine.check_health()
+    assert [s.breaker.up for s in engine.pool.states] == [False, True]
+    await engine.close()
+
+
+async def test_a_request_nested_too_deeply_to_encode_is_a_400_and_is_never_sent(scripted: Scripted) -> None:
+    deep: dict[str, object] = {}
+    for _ in range(300):
+        deep = {"a": deep}
+    engine, _ = _engine(scripted, "a")
+    with pytest.raises(InvalidRequest):
+        await engine.open({**BODY, "search_settings": deep}, "on_demand", stream=False)
+    assert scripted.seen == [] and engine.pool.states[0].in_flight == 0
+    await engine.close()
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("inf", 1.0), ("nan", 1.0), ("-3", 0.0), ("1e12", 86400.0)])
+def test_an_upstream_retry_after_that_is_not_a_sane_number_is_not_passed_on(
+    value: str, seconds: float
+) -> None:
+    error = status_error("m", 429, {"retry-after": value}, b"{}")
+    assert isinstance(error, RateLimited) and error.retry_after == seconds
+
+
+class CountingTokenizer:
+    """The model tokenizer's surface (ModelTokenizer.count_async), with a scripted answer."""
+
+    def __init__(self, answer: int | None) -> None:
+        self.answer = answer
+        self.calls = 0
+
+    async def count_async(self, messages: list, tools: list | None = None) -> int | None:
+        self.calls += 1
+        return self.answer
+
+
+async def test_the_count_is_tokenize_then_the_models_tokenizer_then_the_estimate(scripted: Scripted) -> None:
+    async def handler(upstream: str, request: web.Request) -> web.Response:
+        return _json(500, {})  # /tokenize fails
+
+    scripted.handler = handler
+    engine, _ = _engine(scripted, "a")
+    tokenizer = CountingTokenizer(77)
+    engine.tokenizer = tokenizer  # type: ignore[assignment]
+    assert await engine.count_prompt(BODY) == 77
+    tokenizer.answer = None  # the template could not render these messages
+    assert await engine.count_prompt(BODY) == 1 + 4 + 3
+    await engine.close()
+
+    generic, _ = _engine(scripted, "a", kind="generic")  # no /tokenize to ask
+    generic.tokenizer = CountingTokenizer(5)  # type: ignore[assignment]
+    generic.pool.states[0].config = dataclasses.replace(
+        generic.pool.states[0].config, count_tokens="tokenizer"
+    )
+    assert await generic.count_prompt(BODY) == 5
+    await generic.close()

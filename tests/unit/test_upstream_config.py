@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+from pathlib import Path
+
 import pytest
 
 from tiergate.config import Settings
@@ -98,3 +101,65 @@ def test_upstream_flags_add_models_to_the_registry() -> None:
 def test_an_upstream_is_named_by_host_and_port_never_with_credentials_from_the_url() -> None:
     config = pool_config("m", {"upstreams": [{"base_url": "http://user:hunter2@gpu:8000/v1"}]}, env={})
     assert config.upstreams[0].name == "gpu:8000"
+
+
+def test_credentials_in_the_base_url_become_basic_auth_and_leave_the_url() -> None:
+    env = {"TIERGATE_UPSTREAM_API_KEY": "shared-key-for-other-upstreams"}
+    [upstream] = pool_config("m", _options(base_url="http://ann:p%40ss@gpu:8000/v1"), env=env).upstreams
+    assert upstream.base_url == "http://gpu:8000/v1" and upstream.root == "http://gpu:8000"
+    # The URL's own credentials win over the shared key: one Authorization header, basic auth.
+    assert upstream.authorization == "Basic " + base64.b64encode(b"ann:p@ss").decode()
+    assert upstream.api_key is None
+    assert "p%40ss" not in repr(upstream) and "p@ss" not in repr(upstream)
+
+
+def test_credentials_in_the_url_and_an_explicit_key_env_are_refused_at_start() -> None:
+    with pytest.raises(UpstreamConfigError, match="one Authorization header"):
+        pool_config("m", _options(base_url="http://ann:pw@gpu/v1", api_key_env="K"), env={"K": "sk"})
+
+
+def test_a_key_is_trimmed_and_one_with_a_control_character_is_refused() -> None:
+    config = pool_config("m", _options(api_key_env="K"), env={"K": "sk-abc\n"})
+    assert config.upstreams[0].authorization == "Bearer sk-abc"
+    with pytest.raises(UpstreamConfigError, match="control character"):
+        pool_config("m", _options(api_key_env="K"), env={"K": "sk-abc\nx-evil: 1"})
+
+
+def test_a_hash_suffix_on_the_flag_names_each_upstreams_key_env() -> None:
+    [table] = cli_model_tables(["m=http://a:1/v1@x#KEY_A", "m=http://b:1/v1#KEY_B"], None, None)
+    env = {"KEY_A": "ka", "KEY_B": "kb", "TIERGATE_UPSTREAM_API_KEY_M": "km"}
+    upstreams = pool_config("m", table["options"], env=env).upstreams
+    assert [(u.base_url, u.model, u.api_key) for u in upstreams] == [
+        ("http://a:1/v1", "x", "ka"),
+        ("http://b:1/v1", "m", "kb"),
+    ]
+    with pytest.raises(UpstreamConfigError, match="env var name"):
+        cli_model_tables(["m=http://a:1/v1#not-a-name"], None, None)
+
+
+def test_a_tokenizer_must_be_a_file_and_becomes_the_count_for_servers_without_tokenize(
+    tmp_path: Path,
+) -> None:
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    config = pool_config("m", {**_options(), "tokenizer": str(gguf)}, env={})
+    assert config.tokenizer == str(gguf) and config.upstreams[0].count_tokens == "tokenizer"
+    vllm = pool_config("m", {**_options(kind="vllm"), "tokenizer": str(gguf)}, env={})
+    assert vllm.upstreams[0].count_tokens == "tokenize"  # /tokenize first, the tokenizer if it fails
+    with pytest.raises(UpstreamConfigError, match="tokenizer"):
+        pool_config("m", {**_options(), "tokenizer": str(tmp_path / "missing.gguf")}, env={})
+    with pytest.raises(UpstreamConfigError, match=r"needs options\.tokenizer"):
+        pool_config("m", _options(count_tokens="tokenizer"), env={})
+
+
+@pytest.mark.parametrize("base_url", ["http://gpu:port/v1", "http://[::1/v1", "http://:80/v1"])
+def test_a_base_url_that_does_not_parse_is_refused_not_a_crash(base_url: str) -> None:
+    with pytest.raises(UpstreamConfigError, match="base_url"):
+        pool_config("m", _options(base_url=base_url), env={})
+
+
+def test_a_tokenizer_that_is_not_a_gguf_is_refused_at_start(tmp_path: Path) -> None:
+    text = tmp_path / "tokenizer.json"
+    text.write_text("{}")
+    with pytest.raises(UpstreamConfigError, match="GGUF"):
+        pool_config("m", {**_options(), "tokenizer": str(text)}, env={})

@@ -1,4 +1,5 @@
-"""Re-shaping an upstream's answer: text and reasoning pass through, tool calls are assembled whole."""
+"""Re-shaping an upstream's answer: text and reasoning pass through, tool calls are assembled whole,
+malformed shapes are GarbledAnswer (never a crash), and the answer is held to the request's promises."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ from typing import Any
 
 import pytest
 
+from tiergate.errors import InvalidRequest
+from tiergate.generation.output import OutputPlan
+from tiergate.generation.tool_calls import ToolSpec
 from tiergate.generation.upstream_output import GarbledAnswer, UpstreamOutput
 
 
@@ -83,3 +87,147 @@ def test_chunks_that_are_not_chat_chunks_are_garbled(chunk: dict[str, Any]) -> N
 
 def test_a_usage_only_chunk_is_not_garbled() -> None:
     assert not UpstreamOutput().read_chunk({"choices": [], "usage": {"prompt_tokens": 1}})
+
+
+def _body(message: dict[str, Any]) -> dict[str, Any]:
+    return {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
+
+
+def _calls(*calls: Any) -> dict[str, Any]:
+    return {"role": "assistant", "content": None, "tool_calls": list(calls)}
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        _calls({"id": "c", "function": "get_weather"}),  # a function that is not an object
+        _calls({"id": "c", "function": ["get_weather"]}),
+        _calls({"function": {"name": 7, "arguments": "{}"}}),
+        _calls({"function": {"name": "f", "arguments": 12}}),
+        _calls({"function": {"name": "f", "arguments": ["a"]}}),
+        _calls("call"),
+        {"role": "assistant", "content": None, "tool_calls": {"0": {}}},
+        {"role": "assistant", "content": 42},
+        {"role": "assistant", "content": None, "function_call": "f"},
+    ],
+)
+def test_malformed_bodies_are_garbled_never_a_crash(message: dict[str, Any]) -> None:
+    with pytest.raises(GarbledAnswer):
+        UpstreamOutput().read_body(_body(message))
+
+
+def test_object_arguments_too_deep_to_encode_are_garbled() -> None:
+    deep: dict[str, Any] = {}
+    for _ in range(300):
+        deep = {"a": deep}
+    with pytest.raises(GarbledAnswer):
+        UpstreamOutput().read_body(_body(_calls({"function": {"name": "f", "arguments": deep}})))
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        {"choices": {}},
+        {"choices": 0},
+        {"choices": "abc"},
+        _chunk([]),  # a delta that is a list
+        _chunk({"tool_calls": [{"index": 0, "function": "f"}]}),
+        _chunk({"tool_calls": "f"}),
+        _chunk({"content": {"text": "x"}}),
+        _chunk({"function_call": ["f"]}),
+    ],
+)
+def test_malformed_chunks_are_garbled_never_a_crash(chunk: dict[str, Any]) -> None:
+    with pytest.raises(GarbledAnswer):
+        UpstreamOutput().read_chunk(chunk)
+
+
+def test_a_fragment_with_only_an_id_and_content_parts_are_read() -> None:
+    out = UpstreamOutput()
+    out.read_chunk(_chunk({"tool_calls": [{"index": 0, "id": "call_9", "type": "function"}]}))
+    out.read_chunk(_chunk({"tool_calls": [{"index": 0, "function": {"name": "f", "arguments": None}}]}))
+    assert [(c.id, c.name, c.arguments) for c in out.flush().tool_calls] == [("call_9", "f", "{}")]
+    parts = UpstreamOutput().read_body(_body({"content": [{"type": "text", "text": "a"}, {"text": "b"}]}))
+    assert parts.content == "ab"
+
+
+@pytest.mark.parametrize("count", [-5, True, 2**40, "12", 1.5])
+def test_implausible_token_counts_are_ignored(count: Any) -> None:
+    out = UpstreamOutput()
+    out.read_chunk({"choices": [], "usage": {"prompt_tokens": count, "completion_tokens": count}})
+    assert out.prompt_tokens is None and out.completion_tokens is None
+
+
+def test_hidden_reasoning_is_not_shown_and_raw_reasoning_is_in_think_tags() -> None:
+    hidden = UpstreamOutput(OutputPlan(reasoning="hidden"))
+    assert not hidden.read_chunk(_chunk({"reasoning_content": "hmm"}))
+    assert hidden.read_chunk(_chunk({"content": "Hi"})).content == "Hi"
+    assert hidden.message_reasoning() is None and hidden.message_content() == "Hi"
+
+    raw = UpstreamOutput(OutputPlan(reasoning="raw"))
+    pieces = [
+        raw.read_chunk(_chunk({"reasoning_content": "hm"})),
+        raw.read_chunk(_chunk({"reasoning_content": "m"})),
+        raw.read_chunk(_chunk({"content": "Hi"})),
+    ]
+    assert [p.content for p in pieces] == ["<think>hm", "m", "</think>Hi"]
+    assert all(not p.reasoning for p in pieces)
+    assert raw.message_content() == "<think>hmm</think>Hi" and raw.message_reasoning() is None
+    body = UpstreamOutput(OutputPlan(reasoning="raw"))
+    assert body.read_body(_body({"content": "x", "reasoning": "r"})).content == "<think>r</think>x"
+
+
+SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+WEATHER = ToolSpec("get_weather", {"type": "object", "properties": {"city": {"type": "string"}}})
+
+
+@pytest.mark.parametrize(
+    ("plan", "content", "message"),
+    [
+        (OutputPlan(json="object"), "Sure! {", "Failed to generate JSON"),
+        (OutputPlan(json="object"), "[1, 2]", "must be a JSON object"),
+        (OutputPlan(json="schema", schema=SCHEMA), '{"name": 5}', "does not match the expected schema"),
+        (OutputPlan(json="object"), "[" * 5000 + "]" * 5000, ""),
+    ],
+)
+def test_json_that_breaks_the_requested_format_is_json_validate_failed(
+    plan: OutputPlan, content: str, message: str
+) -> None:
+    out = UpstreamOutput(plan)
+    out.read_body(_body({"content": content}))
+    with pytest.raises(InvalidRequest) as failed:
+        out.check()
+    assert failed.value.code == "json_validate_failed" and message in failed.value.message
+    assert failed.value.extra == {"failed_generation": content}
+
+
+def test_valid_json_and_valid_tool_calls_pass_the_check() -> None:
+    out = UpstreamOutput(OutputPlan(json="schema", schema=SCHEMA))
+    out.read_body(_body({"content": '{"name": "Ada"}'}))
+    out.check()
+    calls = UpstreamOutput(OutputPlan(tools=(WEATHER,)))
+    calls.read_body(_body(_calls({"function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}})))
+    calls.check()
+
+
+@pytest.mark.parametrize(
+    ("function", "message"),
+    [
+        ({"name": "get_weather", "arguments": '{"city": '}, "Failed to parse tool call arguments as JSON"),
+        (
+            {"name": "get_weather", "arguments": "[" * 5000 + "]" * 5000},
+            "Failed to parse tool call arguments",
+        ),
+        ({"name": "launch", "arguments": "{}"}, "attempted to call tool 'launch'"),
+        ({"name": "get_weather", "arguments": '{"city": 5}'}, "did not match schema"),
+    ],
+)
+def test_tool_calls_that_break_the_tools_offered_are_tool_use_failed(
+    function: dict[str, Any], message: str
+) -> None:
+    out = UpstreamOutput(OutputPlan(tools=(WEATHER,)))
+    out.read_body(_body(_calls({"function": function})))
+    with pytest.raises(InvalidRequest) as failed:
+        out.check()
+    assert failed.value.code == "tool_use_failed" and message in failed.value.message
+    assert function["name"] in failed.value.extra["failed_generation"]

@@ -10,6 +10,7 @@ by a third. It only sizes the reservation: limits are settled with the upstream'
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import orjson
@@ -21,29 +22,28 @@ REPLY_HEADER = 3
 def estimate_tokens(messages: list[dict[str, Any]], tools: list[Any] | None = None) -> int:
     chars = 0
     for message in messages:
-        chars += _text_chars(message.get("content"))
+        chars += len(plain_text(message.get("content")))
         for call in message.get("tool_calls") or ():
-            function = call.get("function") or {}
-            chars += len(str(function.get("name", ""))) + len(str(function.get("arguments", "")))
-    if tools:
-        chars += len(orjson.dumps(tools))
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict):
+                chars += len(str(function.get("name", ""))) + len(str(function.get("arguments", "")))
+    # Nested too deeply to encode: refused when it is sent (engines/upstream.py), so it needs no count.
+    with contextlib.suppress(orjson.JSONEncodeError):
+        chars += len(orjson.dumps(tools)) if tools else 0
     return -(-chars // 4) + PER_MESSAGE * len(messages) + REPLY_HEADER
 
 
 def rendered_text(messages: list[dict[str, Any]]) -> str:
     """The messages as plain text, for tokenizers that take a string (llama-server's /tokenize)."""
-    return "\n".join(f"{m.get('role', '')}\n{_text(m.get('content'))}" for m in messages)
+    return "\n".join(f"{m.get('role', '')}\n{plain_text(m.get('content'))}" for m in messages)
 
 
-def _text_chars(content: Any) -> int:
-    if isinstance(content, str):
-        return len(content)
-    return len(_text(content))
-
-
-def _text(content: Any) -> str:
+def plain_text(content: Any) -> str:
+    """A message's text: the string itself, or its text parts joined (images and audio have none)."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+        return "".join(
+            part["text"] for part in content if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
     return ""

@@ -5,8 +5,9 @@ It does not template or tokenize like the embedded engine: the service forwards 
 re-issues the answer in our shape. This module owns the wire: one pooled keep-alive client, the tier
 carried in each kind's native field, failover across upstreams before the first byte (connect errors,
 timeouts, 5xx, garbage), never on a 4xx (engines/upstream_errors.py), and background health checks
-and load polls. When no upstream is left to try: 503 (none reachable, or every circuit open), 504
-(timeouts), 502 (5xx, or an answer that is not a chat completion).
+and load polls (a round that fails is logged, and the next one still comes). When no upstream is
+left to try: 503 (none reachable, or every circuit open), 504 (timeouts), 502 (5xx, or an answer
+that is not a chat completion).
 
 The client is aiohttp, not httpx: on the 2-core benchmark machine httpx spent ~4 ms of CPU per
 request against ~0.3 ms for aiohttp, and the gateway's whole point is to add almost nothing.
@@ -28,11 +29,12 @@ from tiergate.engines.base import ModelSpec
 from tiergate.engines.sse_reader import StreamBroken, sse_batches
 from tiergate.engines.tier_mapping import tier_fields
 from tiergate.engines.token_estimate import estimate_tokens
-from tiergate.engines.upstream_config import PoolConfig, pool_config
+from tiergate.engines.upstream_config import PoolConfig, UpstreamConfig, pool_config
 from tiergate.engines.upstream_errors import MAX_ERROR_BODY, Retry, chat_body, status_error, stream_error
 from tiergate.engines.upstream_pool import UpstreamPool, UpstreamState
 from tiergate.engines.upstream_probe import auth_headers, is_alive, tokenized_count, waiting_requests
-from tiergate.errors import APIError, BadGateway, GatewayTimeout, ServiceUnavailable
+from tiergate.engines.upstream_tokenizer import ModelTokenizer
+from tiergate.errors import APIError, BadGateway, GatewayTimeout, InvalidRequest, ServiceUnavailable
 from tiergate.observability.metrics import Metrics
 
 log = logging.getLogger("tiergate.upstream")
@@ -109,9 +111,11 @@ class UpstreamEngine:
         *,
         clock: Clock | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        tokenizer: ModelTokenizer | None = None,
     ) -> None:
         self.spec = spec
         self.config = config
+        self.tokenizer = tokenizer
         self.clock = clock or SystemClock()
         self._sleep = sleep or asyncio.sleep
         self.pool = UpstreamPool(
@@ -134,7 +138,10 @@ class UpstreamEngine:
 
     @classmethod
     def from_spec(cls, spec: ModelSpec) -> UpstreamEngine:
-        return cls(spec, pool_config(spec.id, spec.options))
+        """Blocking (the model's tokenizer loads here): the app calls it in its loading thread."""
+        config = pool_config(spec.id, spec.options)
+        tokenizer = ModelTokenizer(config.tokenizer) if config.tokenizer else None
+        return cls(spec, config, tokenizer=tokenizer)
 
     @property
     def slots(self) -> int:
@@ -174,14 +181,21 @@ class UpstreamEngine:
         return self.pool.saturated()
 
     async def count_prompt(self, body: dict[str, Any]) -> int:
-        """Prompt tokens for the reservation: the primary upstream's tokenizer if it has one, else the
-        estimate (engines/token_estimate.py). Usage is settled with what the upstream reports anyway."""
+        """Prompt tokens for the reservation: the primary upstream's /tokenize if it has one, else the
+        model's own tokenizer if configured, else the estimate (engines/token_estimate.py). Usage is
+        settled with what the upstream reports anyway."""
         primary = next((s for s in self.pool.states if s.breaker.up), None)
-        if primary is not None and primary.config.count_tokens == "tokenize":
+        mode = primary.config.count_tokens if primary is not None else "tokenizer"
+        messages, tools = body.get("messages") or [], body.get("tools")
+        if mode == "tokenize" and primary is not None:
             count = await tokenized_count(self.session, primary.config, body)
             if count is not None:
                 return count
-        return estimate_tokens(body.get("messages") or [], body.get("tools"))
+        if mode != "estimate" and self.tokenizer is not None:
+            count = await self.tokenizer.count_async(messages, tools)
+            if count is not None:
+                return count
+        return estimate_tokens(messages, tools)
 
     async def open(self, body: dict[str, Any], tier: str, *, stream: bool) -> UpstreamReply:
         """Send the chat request, failing over until one upstream answers 2xx (see module docstring)."""
@@ -192,12 +206,13 @@ class UpstreamEngine:
             )
         last: APIError | None = None
         for attempt, state in enumerate(order[: self.config.max_attempts]):
+            data = _payload(state.config, body, tier, stream)
             if attempt:
                 await self._sleep(self.pool.backoff(attempt, self.config.backoff_seconds))
             state.breaker.on_attempt()
             state.in_flight += 1
             try:
-                reply = await self._send(state, body, tier, stream)
+                reply = await self._send(state, data, stream)
             except Retry as retry:
                 state.in_flight -= 1
                 state.breaker.on_failure(self.clock.monotonic())
@@ -221,16 +236,8 @@ class UpstreamEngine:
         assert last is not None
         raise last
 
-    async def _send(
-        self, state: UpstreamState, body: dict[str, Any], tier: str, stream: bool
-    ) -> UpstreamReply:
+    async def _send(self, state: UpstreamState, data: bytes, stream: bool) -> UpstreamReply:
         config = state.config
-        payload = {**body, "model": config.model, **tier_fields(config.kind, tier)}
-        if stream:
-            payload["stream"] = True
-            if config.kind in _STREAM_USAGE_KINDS:
-                payload["stream_options"] = {"include_usage": True}
-        data = orjson.dumps(payload)
         sent_at = self.clock.monotonic()
         response = await self._post(config.name, data)
         headers_at = self.clock.monotonic()
@@ -286,9 +293,16 @@ class UpstreamEngine:
 
     async def check_health(self) -> None:
         """Take dead upstreams out (circuit open) and bring them back as soon as they answer."""
-        results = await asyncio.gather(*(is_alive(self.session, s.config) for s in self.pool.states))
+        results = await asyncio.gather(
+            *(is_alive(self.session, s.config) for s in self.pool.states), return_exceptions=True
+        )
         now = self.clock.monotonic()
         for state, alive in zip(self.pool.states, results, strict=True):
+            if isinstance(alive, BaseException):
+                if not isinstance(alive, Exception):
+                    raise alive  # cancellation: the engine is closing
+                log.warning("upstream %s: health check failed (%s)", state.config.name, type(alive).__name__)
+                alive = False
             if alive:
                 if not state.breaker.up:
                     log.info("upstream %s is back", state.config.name)
@@ -307,11 +321,42 @@ class UpstreamEngine:
             state.waiting = waiting
 
     async def _health_loop(self) -> None:
+        failing = False
         while True:
             await asyncio.sleep(self.config.health_interval)
-            await self.check_health()
+            failing = await _survive(f"{self.spec.id}: health check", self.check_health, failing)
 
     async def _load_loop(self) -> None:
+        failing = False
         while True:
-            await self.poll_load()
+            failing = await _survive(f"{self.spec.id}: load poll", self.poll_load, failing)
             await asyncio.sleep(self.config.load_interval)
+
+
+async def _survive(what: str, round_: Callable[[], Awaitable[None]], failing: bool) -> bool:
+    """One round of a background loop; True if it failed. An escaped exception would end the loop, and
+    the checks with it, silently: it is logged (once until a round succeeds again) and the loop goes on."""
+    try:
+        await round_()
+    except Exception:
+        if not failing:
+            log.exception("upstream %s failed; trying again every round", what)
+        return True
+    if failing:
+        log.info("upstream %s works again", what)
+    return False
+
+
+def _payload(config: UpstreamConfig, body: dict[str, Any], tier: str, stream: bool) -> bytes:
+    """The request as this upstream gets it: its model name and tier fields, streaming with usage."""
+    payload = {**body, "model": config.model, **tier_fields(config.kind, tier)}
+    if stream:
+        payload["stream"] = True
+        if config.kind in _STREAM_USAGE_KINDS:
+            payload["stream_options"] = {"include_usage": True}
+    try:
+        return orjson.dumps(payload)
+    except orjson.JSONEncodeError:  # JSON nested deeper than orjson writes (255 levels)
+        raise InvalidRequest(
+            "The request is nested too deeply to be forwarded.", code="invalid_value"
+        ) from None

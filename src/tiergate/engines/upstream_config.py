@@ -14,16 +14,21 @@
     weight = 1                             # share of traffic among upstreams of the same priority
     priority = 0                           # lower first; higher ones are failover targets
 
-API keys are read from the environment only, and kept out of every repr and log line.
+API keys are read from the environment only, and kept out of every repr and log line. Credentials in a
+base_url (`http://user:pass@host/v1`) become HTTP basic auth and are taken out of the URL, so they never
+reach a log line or metric label either; an upstream carries one Authorization header, so such a URL
+together with an explicit `api_key_env` is refused here rather than failing on every request.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from tiergate.engines.tier_mapping import KINDS
 
@@ -33,6 +38,11 @@ DEFAULT_CONCURRENCY = 64
 _TOKENIZING_KINDS = ("vllm", "llama-server")
 # Kinds whose servers report their load (vLLM /metrics, llama-server /slots).
 _LOAD_KINDS = ("vllm", "llama-server")
+COUNT_MODES = ("tokenize", "tokenizer", "estimate")
+# What an env var name looks like: the `#KEY_ENV` suffix of an --upstream flag must be one.
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A header value with a control character makes aiohttp refuse the request: refuse the key at start.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class UpstreamConfigError(Exception):
@@ -48,13 +58,16 @@ class UpstreamConfig:
     model: str
     kind: str = "generic"
     api_key: str | None = field(default=None, repr=False)
+    # "user:password" from the base_url's userinfo, sent as HTTP basic auth (never with api_key).
+    basic_auth: str | None = field(default=None, repr=False)
     max_concurrency: int = DEFAULT_CONCURRENCY
     weight: float = 1.0
     priority: int = 0
     connect_timeout: float = 3.0
     # Longest silence while waiting for the upstream (first byte, or between two stream chunks).
     read_timeout: float = 300.0
-    # "tokenize": ask the upstream's tokenizer before admission; "estimate": count chars / 4.
+    # "tokenize": ask the upstream's /tokenize before admission (then the model's tokenizer, then the
+    # estimate); "tokenizer": the model's own tokenizer (options.tokenizer); "estimate": chars / 4.
     count_tokens: str = "estimate"
     # Flex is refused while the upstream reports more than this many requests waiting (load-aware kinds).
     flex_max_waiting: int = 0
@@ -68,6 +81,15 @@ class UpstreamConfig:
     def reports_load(self) -> bool:
         return self.kind in _LOAD_KINDS
 
+    @property
+    def authorization(self) -> str | None:
+        """The Authorization header value: the API key as a bearer token, or the URL's basic auth."""
+        if self.api_key:
+            return f"Bearer {self.api_key}"
+        if self.basic_auth is not None:
+            return "Basic " + base64.b64encode(self.basic_auth.encode()).decode("ascii")
+        return None
+
 
 @dataclass(frozen=True)
 class PoolConfig:
@@ -80,6 +102,8 @@ class PoolConfig:
     cooldown_seconds: float = 5.0
     health_interval: float = 5.0
     load_interval: float = 1.0
+    # A GGUF file whose vocabulary and chat template count prompts exactly (engines/upstream_tokenizer.py).
+    tokenizer: str | None = None
 
 
 _POOL_KEYS = {
@@ -89,6 +113,7 @@ _POOL_KEYS = {
     "cooldown_seconds": float,
     "health_interval": float,
     "load_interval": float,
+    "tokenizer": str,
 }
 _UPSTREAM_KEYS = {
     "name": str,
@@ -115,7 +140,13 @@ def pool_config(model_id: str, options: dict[str, Any], env: dict[str, str] | No
     tables = options.get("upstreams")
     if not isinstance(tables, list) or not tables:
         raise UpstreamConfigError(f"model {model_id}: engine 'upstream' needs options.upstreams (a list)")
-    upstreams = tuple(_upstream(model_id, i, table, env) for i, table in enumerate(tables))
+    tokenizer = options.get("tokenizer")
+    if tokenizer is not None and not (isinstance(tokenizer, str) and _is_gguf(Path(tokenizer))):
+        raise UpstreamConfigError(f"model {model_id}: options.tokenizer must be the path of a GGUF file")
+    upstreams = tuple(
+        _upstream(model_id, i, table, env, has_tokenizer=tokenizer is not None)
+        for i, table in enumerate(tables)
+    )
     names = [u.name for u in upstreams]
     if len(set(names)) != len(names):
         raise UpstreamConfigError(f"model {model_id}: upstream names must be unique")
@@ -128,45 +159,76 @@ def pool_config(model_id: str, options: dict[str, Any], env: dict[str, str] | No
     return config
 
 
-def _upstream(model_id: str, index: int, table: Any, env: dict[str, str]) -> UpstreamConfig:
+def _upstream(
+    model_id: str, index: int, table: Any, env: dict[str, str], *, has_tokenizer: bool
+) -> UpstreamConfig:
+    where = f"model {model_id}: upstreams[{index}]"
     if not isinstance(table, dict):
-        raise UpstreamConfigError(f"model {model_id}: upstreams[{index}] must be a table")
+        raise UpstreamConfigError(f"{where} must be a table")
     unknown = set(table) - set(_UPSTREAM_KEYS)
     if unknown:
-        raise UpstreamConfigError(
-            f"model {model_id}: upstreams[{index}]: unknown field(s) {', '.join(sorted(unknown))}"
-        )
+        raise UpstreamConfigError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
     fields = {key: _typed(model_id, key, value, _UPSTREAM_KEYS[key]) for key, value in table.items()}
     base_url = str(fields.pop("base_url", "")).rstrip("/")
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise UpstreamConfigError(f"model {model_id}: upstreams[{index}].base_url must be an http(s) URL")
+    try:
+        parts = urlsplit(base_url)
+        port = parts.port  # raises for a port that is not a number
+    except ValueError:
+        raise UpstreamConfigError(f"{where}.base_url is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UpstreamConfigError(f"{where}.base_url must be an http(s) URL")
     kind = fields.pop("kind", None) or guess_kind(base_url)
     if kind not in KINDS:
-        raise UpstreamConfigError(
-            f"model {model_id}: upstreams[{index}].kind must be one of {', '.join(KINDS)}; got {kind!r}"
-        )
+        raise UpstreamConfigError(f"{where}.kind must be one of {', '.join(KINDS)}; got {kind!r}")
     # Never the netloc: a user:password@ in the URL would end up in logs and metric labels.
-    name = fields.pop("name", None) or f"{parts.hostname}{f':{parts.port}' if parts.port else ''}"
+    name = fields.pop("name", None) or f"{parts.hostname}{f':{port}' if port else ''}"
+    basic_auth = None
+    if parts.username is not None or parts.password is not None:
+        basic_auth = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+        host = parts.netloc.rpartition("@")[2]
+        base_url = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
     key_env = fields.pop("api_key_env", None)
+    if key_env and basic_auth is not None:
+        raise UpstreamConfigError(
+            f"{where}: base_url carries credentials (user:password@) and api_key_env names a key; "
+            "an upstream gets one Authorization header, so keep only one of them"
+        )
     api_key = env.get(key_env) if key_env else None
-    if api_key is None:
+    if api_key is None and basic_auth is None:
+        # The URL's own credentials are the more specific setting: the shared env vars never override them.
         api_key = env.get(_per_upstream_env(model_id)) or env.get(DEFAULT_KEY_ENV)
-    count = fields.pop("count_tokens", None) or ("tokenize" if kind in _TOKENIZING_KINDS else "estimate")
-    if count not in ("tokenize", "estimate"):
-        raise UpstreamConfigError(f"model {model_id}: count_tokens must be 'tokenize' or 'estimate'")
+    api_key = (api_key or "").strip() or None
+    if api_key is not None and _CONTROL.search(api_key):
+        raise UpstreamConfigError(f"{where}: the API key contains a control character (a newline?)")
+    if basic_auth is not None and _CONTROL.search(basic_auth):
+        raise UpstreamConfigError(f"{where}: the base_url's credentials contain a control character")
+    default_count = "tokenize" if kind in _TOKENIZING_KINDS else "tokenizer" if has_tokenizer else "estimate"
+    count = fields.pop("count_tokens", None) or default_count
+    if count not in COUNT_MODES:
+        raise UpstreamConfigError(f"{where}: count_tokens must be one of {', '.join(COUNT_MODES)}")
+    if count == "tokenizer" and not has_tokenizer:
+        raise UpstreamConfigError(f"{where}: count_tokens 'tokenizer' needs options.tokenizer (a GGUF path)")
     config = UpstreamConfig(
         name=name,
         base_url=base_url,
         model=fields.pop("model", None) or model_id,
         kind=kind,
-        api_key=api_key or None,
+        api_key=api_key,
+        basic_auth=basic_auth,
         count_tokens=count,
         **fields,
     )
     if config.max_concurrency < 1 or config.weight <= 0:
         raise UpstreamConfigError(f"model {model_id}: max_concurrency and weight must be positive")
     return config
+
+
+def _is_gguf(path: Path) -> bool:
+    try:
+        with path.open("rb") as file:
+            return file.read(4) == b"GGUF"
+    except OSError:
+        return False
 
 
 def _typed(model_id: str, key: str, value: Any, kind: type) -> Any:
@@ -193,17 +255,30 @@ def guess_kind(base_url: str) -> str:
 
 
 def cli_model_tables(values: list[str], kind: str | None, concurrency: int | None) -> list[dict[str, Any]]:
-    """`--upstream ID=BASE_URL[@UPSTREAM_MODEL]` flags -> [[models]] tables (a repeated ID adds upstreams)."""
+    """`--upstream ID=BASE_URL[@UPSTREAM_MODEL][#KEY_ENV]` flags -> [[models]] tables (a repeated ID adds
+    upstreams). `#KEY_ENV` names the env var holding that upstream's key, as `api_key_env` does in TOML,
+    so two upstreams of one model can have different keys; a base URL never needs a `#` fragment."""
     tables: dict[str, dict[str, Any]] = {}
     for value in values:
         model_id, sep, rest = value.partition("=")
         model_id = model_id.strip()
         if not sep or not model_id or not rest:
-            raise UpstreamConfigError(f"--upstream {value!r}: expected ID=BASE_URL[@UPSTREAM_MODEL]")
+            raise UpstreamConfigError(
+                f"--upstream {value!r}: expected ID=BASE_URL[@UPSTREAM_MODEL][#KEY_ENV]"
+            )
+        key_env = None
+        if "#" in rest:
+            rest, _, key_env = rest.rpartition("#")
+            if not _ENV_NAME.fullmatch(key_env):
+                raise UpstreamConfigError(
+                    f"--upstream {model_id}=...#{key_env}: what follows '#' must be an env var name"
+                )
         base_url, upstream_model = _split_model(rest)
         upstream: dict[str, Any] = {"base_url": base_url, "name": f"{model_id}#{_count(tables, model_id)}"}
         if upstream_model:
             upstream["model"] = upstream_model
+        if key_env:
+            upstream["api_key_env"] = key_env
         if kind:
             upstream["kind"] = kind
         if concurrency:

@@ -8,6 +8,7 @@ client gets 502 rather than being told its own key is wrong. Any 5xx lets the ne
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +25,8 @@ from tiergate.errors import (
 
 MISCONFIGURED = (401, 403, 404)
 MAX_ERROR_BODY = 64 * 1024
+# An upstream's retry-after is passed on, capped at a day: a client should not be told to wait longer.
+_MAX_RETRY_AFTER = 86400.0
 
 
 class Retry(Exception):
@@ -100,7 +103,9 @@ def stream_error(error: Any) -> APIError:
 
 
 def _seconds(value: str | None) -> float:
+    """A retry-after in seconds; 1 when absent or not a sane number ("inf" and "nan" parse as floats)."""
     try:
-        return max(float(value), 0.0) if value is not None else 1.0
+        seconds = float(value) if value is not None else 1.0
     except ValueError:
         return 1.0
+    return min(max(seconds, 0.0), _MAX_RETRY_AFTER) if math.isfinite(seconds) else 1.0

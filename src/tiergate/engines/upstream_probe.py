@@ -17,12 +17,21 @@ from tiergate.engines.token_estimate import PER_MESSAGE, rendered_text
 from tiergate.engines.upstream_config import UpstreamConfig
 
 PROBE_TIMEOUT = aiohttp.ClientTimeout(total=2.0)
-_PROBE_ERRORS = (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError, ValueError, AttributeError)
+# JSONEncodeError: a request too deeply nested to send; the caller refuses it itself when forwarding.
+_PROBE_ERRORS = (
+    aiohttp.ClientError,
+    TimeoutError,
+    orjson.JSONDecodeError,
+    orjson.JSONEncodeError,
+    ValueError,
+    AttributeError,
+)
 _VLLM_WAITING = b"vllm:num_requests_waiting"
 
 
 def auth_headers(config: UpstreamConfig) -> dict[str, str]:
-    return {"authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+    authorization = config.authorization
+    return {"authorization": authorization} if authorization else {}
 
 
 async def is_alive(session: aiohttp.ClientSession, config: UpstreamConfig) -> bool:

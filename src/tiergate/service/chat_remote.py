@@ -1,10 +1,15 @@
 """The chat road for upstream models: same admission, same run surface, the generation done elsewhere.
 
-`start_remote_chat` counts the prompt (upstream tokenizer or estimate), admits the request exactly as
-for the embedded engine (tiers, limits, a slot of the upstreams' summed concurrency), then opens the
-upstream request, so upstream refusals and failover happen before our first byte and are real HTTP
-statuses. The `RemoteChatRun` it returns has ChatRun's surface (`events()`, `finish()`, `usage`,
-`headers`, ...), so the chat and Responses routers, `complete()` and the batch runner use it unchanged.
+`start_remote_chat` checks the request's output options with the embedded engine's own rules
+(service/chat_plan.py: response_format, tools, reasoning; their 400s cost no slot), counts the prompt
+(upstream /tokenize, the model's tokenizer, or an estimate), admits the request exactly as for the
+embedded engine (tiers, limits, a slot of the upstreams' summed concurrency), then opens the upstream
+request, so upstream refusals and failover happen before our first byte and are real HTTP statuses.
+response_format and tools go to the upstream as sent (legacy `functions` as `tools`: current servers
+only know those), and the answer is held to them at the end (UpstreamOutput.check).
+
+The `RemoteChatRun` it returns has ChatRun's surface (`events()`, `finish()`, `usage`, `headers`,
+...), so the chat and Responses routers, `complete()` and the batch runner use it unchanged.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from tiergate.errors import BadGateway, InvalidRequest
 from tiergate.generation.output import OutputDelta, OutputPlan
 from tiergate.generation.upstream_output import GarbledAnswer, UpstreamOutput
 from tiergate.schemas.chat import ChatCompletionRequest
+from tiergate.service.chat_plan import plan_output
 from tiergate.service.runtime import Runtime
 from tiergate.service.usage import Usage
 from tiergate.tiers.admission import Admitted, Who
@@ -32,6 +38,8 @@ from tiergate.tiers.policy import candidate_tiers
 
 # Our fields, or the client's attempts to steer the engine: the gateway sets these per upstream.
 _NOT_FORWARDED = {"model", "service_tier", "stream", "stream_options", "priority"}
+# The deprecated fields go as tools and tool_choice (vLLM and llama-server dropped `functions`).
+_LEGACY = {"functions", "function_call"}
 # Completion tokens of a non-streamed answer without usage: chars / 4 (see engines/token_estimate.py).
 _CHARS_PER_TOKEN = 4
 
@@ -58,7 +66,7 @@ class RemoteChatRun:
 
     def __post_init__(self) -> None:
         self.usage = Usage(prompt_tokens=self.counted_prompt_tokens, queue_time=self.admitted.queue_time)
-        self.output = UpstreamOutput(legacy_functions=self.plan.legacy_functions)
+        self.output = UpstreamOutput(self.plan)
 
     @property
     def tier(self) -> str:
@@ -78,7 +86,9 @@ class RemoteChatRun:
         return {**self.admitted.headers, "x-request-id": self.request_id}
 
     async def events(self) -> AsyncIterator[OutputDelta]:
-        """Content and reasoning as the upstream sends them; tool calls whole, at the end."""
+        """Content and reasoning as the upstream sends them; tool calls whole, at the end. Then the
+        answer is checked against the request (JSON, schema, tool calls): a broken promise raises the
+        400 GroqCloud gives, after everything else was sent (as for the embedded engine)."""
         clock = self.runtime.clock
         reply, output = self.reply, self.output
         first_at: float | None = None
@@ -103,6 +113,7 @@ class RemoteChatRun:
             self.finish_reason = output.finish_reason or "stop"
             if output.tool_calls:
                 self.finish_reason = "function_call" if self.plan.legacy_functions else "tool_calls"
+            output.check()
         except GarbledAnswer:
             reply.broke("garbled answer")
             raise BadGateway(f"The upstream for `{self.model}` answered with garbage.") from None
@@ -154,7 +165,19 @@ def _merged(pieces: list[OutputDelta]) -> OutputDelta:
 
 def forward_body(request: ChatCompletionRequest) -> dict[str, Any]:
     """The client's request as the upstream gets it: what was set, minus the fields the gateway owns."""
-    return request.model_dump(exclude_none=True, by_alias=True, exclude=_NOT_FORWARDED)
+    body = request.model_dump(exclude_none=True, by_alias=True, exclude=_NOT_FORWARDED | _LEGACY)
+    if request.functions:
+        body["tools"] = [
+            {"type": "function", "function": fn.model_dump(exclude_none=True, by_alias=True)}
+            for fn in request.functions
+        ]
+        choice = request.function_call
+        if isinstance(choice, str):
+            body["tool_choice"] = choice
+        elif choice is not None:
+            body["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
+        body["parallel_tool_calls"] = False  # function_call holds one call
+    return body
 
 
 async def start_remote_chat(
@@ -171,6 +194,7 @@ async def start_remote_chat(
         tiers: tuple[str, ...] = (internal_tier,)
     else:
         tiers = candidate_tiers(request.requested_tier(), performance_entitled=principal.performance)
+    plan, _ = plan_output(request, spec)  # the grammar it builds goes unused: the upstream constrains
     if tiers == ("flex",) and (runtime.schedulers[spec.id].flex_is_hopeless() or engine.saturated()):
         raise runtime.admission.flex_refusal()
     asked = request.requested_max_tokens
@@ -202,5 +226,5 @@ async def start_remote_chat(
         reply=reply,
         started_at=started_at,
         counted_prompt_tokens=prompt_tokens,
-        plan=OutputPlan(legacy_functions=bool(request.functions)),
+        plan=plan,
     )
