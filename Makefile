@@ -25,10 +25,12 @@ test: setup audio-test-tools
 	$(BIN)/python -m pytest -q
 
 # The audio tests speak their own test audio: espeak-ng, and sox with its MP3 writer (Debian packages).
+# (apt-get through sudo when make does not run as root.)
 AUDIO_TEST_PACKAGES := espeak-ng sox libsox-fmt-mp3
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 audio-test-tools:
-	dpkg -s $(AUDIO_TEST_PACKAGES) >/dev/null 2>&1 || apt-get install -y -q $(AUDIO_TEST_PACKAGES) \
-		|| (apt-get update -q && apt-get install -y -q $(AUDIO_TEST_PACKAGES))
+	dpkg -s $(AUDIO_TEST_PACKAGES) >/dev/null 2>&1 || $(SUDO) apt-get install -y -q $(AUDIO_TEST_PACKAGES) \
+		|| ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $(AUDIO_TEST_PACKAGES))
 
 lint: setup
 	$(BIN)/ruff check src tests bench
@@ -51,7 +53,7 @@ $(LITELLM_VENV)/bin/litellm:
 	$(LITELLM_VENV)/bin/python -m pip install -q 'litellm[proxy]==1.100.5' httptools==0.9.0 uvloop==0.23.0
 
 bench-gateway: setup $(LITELLM_VENV)/bin/litellm
-	command -v wrk >/dev/null || apt-get install -y wrk
+	command -v wrk >/dev/null || $(SUDO) apt-get install -y wrk
 	$(BIN)/python bench/gateway.py
 
 clean:

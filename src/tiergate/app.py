@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -49,10 +50,11 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     )
     limits = RateLimitGate(
         RateLimiter(limit_store, clock),
-        LimitTable.from_config(settings.limits),
+        LimitTable.from_config(settings.limits, registry.canonical),
         store.sessions,
         clock,
         settings.cache_ttl,
+        registry.canonical,
     )
     blobs = FolderBlobStore(settings.data_dir / "files")
     runtime = Runtime(
@@ -106,7 +108,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         path_limits={
             **{f"{prefix}/files": upload_limit for prefix in API_PREFIXES},
             **{
-                f"{prefix}{route}": settings.max_audio_bytes + _MULTIPART_SLACK
+                f"{prefix}{route}": audio.url_field_limit(settings.max_audio_bytes) + _MULTIPART_SLACK
                 for prefix in API_PREFIXES
                 for route in audio.AUDIO_ROUTES
             },
@@ -126,13 +128,7 @@ async def _load_engines(app: FastAPI, runtime: Runtime) -> None:
         app.state.load_error = f"loading models failed: {type(exc).__name__}"
         return
     for model_id, engine in engines.items():
-        runtime.schedulers[model_id] = Scheduler(
-            engine.slots,
-            clock=runtime.clock,
-            flex_wait=settings.flex_wait_ms / 1000.0,
-            reserved_performance_slots=settings.reserved_performance_slots,
-            fifo=settings.fifo,
-        )
+        runtime.schedulers[model_id] = _scheduler(runtime, engine.slots, settings.reserved_performance_slots)
         if isinstance(engine, UpstreamEngine):
             await engine.start(runtime.metrics)  # health checks and load polls need the running loop
     runtime.engines.update(engines)
@@ -143,18 +139,28 @@ async def _load_engines(app: FastAPI, runtime: Runtime) -> None:
         app.state.load_error = f"loading audio models failed: {type(exc).__name__}"
         return
     for model_id, audio_engine in audio_engines.items():
-        runtime.schedulers[model_id] = Scheduler(
-            audio_engine.slots,
-            clock=runtime.clock,
-            flex_wait=settings.flex_wait_ms / 1000.0,
-            reserved_performance_slots=0,
-            fifo=settings.fifo,
-        )
+        runtime.schedulers[model_id] = _scheduler(runtime, audio_engine.slots, 0)
         if isinstance(audio_engine, PiperEngine):
             await audio_engine.start()  # a warm Piper process per voice, so speech starts at once
     runtime.audio_engines.update(audio_engines)
+    # Everything built so far lives as long as the server. Freezing it keeps the collector from
+    # walking those ~170k objects on every full collection: each walk stalled the event loop for
+    # 50-120 ms, the whole p99 of a busy gateway (docs/benchmarks.md, gateway overhead).
+    gc.collect()
+    gc.freeze()
     app.state.ready = True
     log.info("models ready: %s", ", ".join(sorted([*engines, *audio_engines])))
+
+
+def _scheduler(runtime: Runtime, slots: int, reserved_performance_slots: int) -> Scheduler:
+    settings = runtime.settings
+    return Scheduler(
+        slots,
+        clock=runtime.clock,
+        flex_wait=settings.flex_wait_ms / 1000.0,
+        reserved_performance_slots=reserved_performance_slots,
+        fifo=settings.fifo,
+    )
 
 
 async def _run_batches(loader: asyncio.Task[None], runner: BatchRunner) -> None:

@@ -14,6 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -21,7 +22,7 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from tiergate.batches.client import BatchClient, BatchClientError, result_paths
+from tiergate.batches.client import BatchClient, BatchClientError, endpoint_of, result_paths
 from tiergate.config import Settings
 from tiergate.errors import APIError
 from tiergate.store import Store, limits_repo, open_store, tenancy
@@ -140,8 +141,9 @@ def serve(
         typer.Option(
             "--upstream",
             help="Gateway mode: serve model ID from an OpenAI-compatible server, "
-            "ID=BASE_URL\\[@UPSTREAM_MODEL] (BASE_URL ends in /v1; repeat an ID for failover). "
-            "Key: TIERGATE_UPSTREAM_API_KEY.",
+            "ID=BASE_URL\\[@UPSTREAM_MODEL]\\[#KEY_ENV] (BASE_URL ends in /v1; repeat an ID for "
+            "failover). Key: env KEY_ENV, else TIERGATE_UPSTREAM_API_KEY_<ID>, "
+            "else TIERGATE_UPSTREAM_API_KEY.",
         ),
     ] = None,
     upstream_kind: Annotated[
@@ -364,7 +366,7 @@ def batch_submit(
     client = BatchClient(base_url, api_key)
     try:
         uploaded = client.upload(file)
-        batch = client.create(uploaded["id"], window)
+        batch = client.create(uploaded["id"], window, endpoint_of(file))
         typer.echo(f"Batch {batch['id']} created from {uploaded['id']} ({batch['status']}).")
         if not wait:
             return
@@ -400,5 +402,7 @@ def batch_submit(
             raise typer.Exit(1)
     except BatchClientError as exc:
         raise _fail(str(exc)) from None
+    except httpx.TransportError as exc:
+        raise _fail(f"could not reach the server at {base_url}: {type(exc).__name__}") from None
     finally:
         client.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import time
 from collections import Counter
@@ -216,3 +217,22 @@ def test_cli_batch_submit_waits_and_downloads_results_next_to_the_input(server: 
     assert sorted(line["custom_id"] for line in output) == ["cli-1", "cli-2"]
     errors = (tmp_path / "jobs.errors.jsonl").read_text()
     assert "cli-bad" in errors
+
+
+def test_cli_batch_submit_reports_an_unreachable_server_in_one_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    source = tmp_path / "jobs.jsonl"
+    source.write_bytes(jsonl([chat_line("x")]))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    result = subprocess.run(
+        [*TIERGATE, "batch", "submit", str(source), "--base-url", f"http://127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TIERGATE_API_KEY": "gsk_x"},
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "could not reach the server" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -179,6 +179,13 @@ def test_models_list_and_retrieve(server: LiveServer) -> None:
     assert model.object == "model"
     raw = client.models.with_raw_response.retrieve("qwen2.5-coder-0.5b-instruct").http_response.json()
     assert raw["context_window"] > 0 and raw["active"] is True and "max_completion_tokens" in raw
+    # An id with a slash (GroqCloud has `openai/gpt-oss-20b`, `meta-llama/...`): the alias resolves.
+    slashed = client.models.retrieve("qwen/qwen2.5-coder-0.5b-instruct")
+    assert slashed.id == "qwen2.5-coder-0.5b-instruct"
+    reply = client.chat.completions.create(
+        model="qwen/qwen2.5-coder-0.5b-instruct", messages=PROMPT, max_tokens=1
+    )
+    assert reply.model == "qwen2.5-coder-0.5b-instruct"
 
 
 def test_unknown_model_is_404_model_not_found(server: LiveServer) -> None:

@@ -33,6 +33,7 @@ def assert_error(response: httpx.Response, status: int, param: str | None = None
     if param is not None:
         assert error["param"] == param
     assert "Traceback" not in response.text
+    assert response.headers["x-request-id"].startswith("req_"), "every response has an x-request-id"
     return error
 
 

@@ -437,6 +437,20 @@ def test_a_project_rpm_set_from_the_cli_applies_within_a_second(busy: LiveServer
     assert chat(busy, max_tokens=1).service_tier == "on_demand", "other projects are unaffected"
 
 
+def test_limits_set_by_a_model_alias_apply_to_that_model(busy: LiveServer) -> None:
+    key = new_project(busy, "by-alias")
+    busy.cli(
+        "limits", "set", "--project", "by-alias", "--model", "qwen2.5-coder", "--rpd", "7", "--tpm", "5000"
+    )
+    changed = time.monotonic()
+    while True:
+        headers = raw_chat(busy, key, max_tokens=1).headers
+        if headers["x-ratelimit-limit-requests"] == "7":
+            break
+        assert time.monotonic() - changed < 2.0, "limits set by an alias were not applied"
+    assert headers["x-ratelimit-limit-tokens"] == "5000"
+
+
 def test_granting_performance_from_the_cli_turns_403_into_200_without_restart(busy: LiveServer) -> None:
     key = new_project(busy, "upgrade")
     with pytest.raises(groq.PermissionDeniedError):

@@ -14,6 +14,7 @@ from typer.testing import CliRunner, Result
 import tiergate.app
 from tiergate import cli
 from tiergate.auth import Authenticator, Principal
+from tiergate.batches.client import endpoint_of
 from tiergate.clock import SystemClock
 from tiergate.config import Settings
 from tiergate.errors import AuthenticationFailed
@@ -208,3 +209,17 @@ def test_an_unreachable_database_is_a_one_line_error_without_the_password(data_d
     result = run(data_dir, "projects", "list", "--database-url", url)
     assert_user_error(result, "cannot open the store at postgresql+psycopg://user:***@127.0.0.1:1/nothing")
     assert "hunter2" not in result.stderr
+
+
+def test_batch_submit_takes_the_endpoint_from_the_first_line(tmp_path: Path) -> None:
+    audio = tmp_path / "audio.jsonl"
+    audio.write_text(
+        '{"custom_id": "a", "method": "POST", "url": "/v1/audio/translations", "body": {}}\n{}\n'
+    )
+    chat = tmp_path / "chat.jsonl"
+    chat.write_text('{"custom_id": "c", "method": "POST", "url": "/v1/chat/completions", "body": {}}\n')
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("not json\n")
+    assert endpoint_of(audio) == "/v1/audio/translations"
+    assert endpoint_of(chat) == "/v1/chat/completions"
+    assert endpoint_of(broken) == "/v1/chat/completions"  # the server's validation names the problem

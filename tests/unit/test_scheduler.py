@@ -278,3 +278,21 @@ def test_service_speed_learns_seconds_per_token_and_predicts_remaining_time() ->
     assert speed.remaining(100, 0) == pytest.approx(1.0)
     speed.observe(prompt_tokens=100, prompt_time=1.0, completion_tokens=11, completion_time=4.0)
     assert speed.remaining(0, 10) == pytest.approx(3.0)
+
+
+async def test_on_wait_is_called_only_for_requests_that_really_queue() -> None:
+    scheduler = Scheduler(1, flex_wait=0.0)
+    waits: list[str] = []
+    held = await scheduler.acquire("on_demand", "p", on_wait=lambda: waits.append("first"))
+    assert waits == []  # started at once
+    with pytest.raises(FlexCapacityExceeded):
+        # No running request is known to end within flex_wait = 0: refused, never queued.
+        held.expected_end = scheduler.clock.monotonic() + 60
+        await scheduler.acquire("flex", "p", on_wait=lambda: waits.append("flex"))
+    assert waits == []
+    queued = asyncio.create_task(scheduler.acquire("on_demand", "p", on_wait=lambda: waits.append("second")))
+    await settle()
+    assert waits == ["second"]
+    held.release()
+    (await queued).release()
+    assert waits == ["second"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,7 +12,8 @@ from starlette.responses import Response, StreamingResponse
 
 from tiergate.api.deps import json_body, parse_as, principal_of, runtime_of
 from tiergate.api.framing import SSE_DONE, json_response, sse_event
-from tiergate.errors import APIError
+from tiergate.api.hangup import ClientGone, ClientWatch, client_closed, count_client_gone
+from tiergate.errors import APIError, EngineFailure
 from tiergate.generation.output import OutputDelta
 from tiergate.schemas.chat import ChatCompletionRequest
 from tiergate.service.chat import AnyChatRun, complete, limit_headers_for, start_chat
@@ -36,53 +36,35 @@ async def create_chat_completion(request: Request) -> Response:
         # Every response carries the rate-limit headers, invalid requests for a known model included.
         error.headers = {**await limit_headers_for(runtime, principal, body.get("model")), **error.headers}
         raise
-    run = await start_chat(runtime, principal, chat)
-    request.state.response_headers = run.headers
-    if chat.stream:
-        include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
-        return StreamingResponse(
-            _sse(run, include_usage, request),
-            media_type="text/event-stream",
-            headers={**run.headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
-        )
-    return await _complete(run, request)
+    watch = ClientWatch(request)
+    run: AnyChatRun | None = None
+    try:
+        run = await watch.run(start_chat(runtime, principal, chat))
+        request.state.response_headers = run.headers
+        if chat.stream:
+            include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
+            return StreamingResponse(
+                _sse(run, include_usage, request),
+                media_type="text/event-stream",
+                headers={**run.headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
+            )
+        try:
+            body = await watch.run(complete(run))
+        finally:
+            with anyio.CancelScope(shield=True):
+                await run.finish()
+        return json_response(body, headers=run.headers)
+    except ClientGone:
+        # Left while queued (its place and reservation are already given back) or while generating.
+        return client_closed(runtime, request, ROUTE, run.request_id if run else "a queued request")
+    finally:
+        watch.close()
 
 
 # A plain Starlette route, not FastAPI's: the endpoint reads the body itself, and FastAPI's dependency
 # solving cost ~10% of the gateway's CPU per request for nothing.
 router.add_route(ROUTE, create_chat_completion, methods=["POST"])
 _ROUTE = router.routes[-1]
-
-
-async def _complete(run: AnyChatRun, request: Request) -> Response:
-    """Generate the whole answer; a client that hangs up cancels generation (logged as 499)."""
-    task = asyncio.ensure_future(complete(run))
-    try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=0.5)
-            if done:
-                break
-            if await request.is_disconnected():
-                task.cancel()
-                _count_cancelled(run, request)
-                with anyio.CancelScope(shield=True):
-                    await asyncio.gather(task, return_exceptions=True)
-                    await run.finish()
-                return Response(status_code=499)
-        body = task.result()
-    finally:
-        if not task.done():
-            task.cancel()
-        with anyio.CancelScope(shield=True):
-            await run.finish()
-    return json_response(body, headers=run.headers)
-
-
-def _count_cancelled(run: AnyChatRun, request: Request) -> None:
-    runtime = runtime_of(request)
-    runtime.metrics.cancelled.labels(ROUTE).inc()
-    request.state.status_override = 499
-    log.info("client disconnected; cancelled %s (499)", run.request_id)
 
 
 def _chunk(run: AnyChatRun, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
@@ -134,8 +116,12 @@ async def _sse(run: AnyChatRun, include_usage: bool, request: Request) -> AsyncI
         try:
             async for piece in events:
                 yield sse_event(_chunk(run, _delta(_piece_delta(run, piece)), **usage_field))
-        except APIError as exc:
-            # Headers are gone; the stream ends with the error where the SDKs look for it.
+        except Exception as exc:
+            # Headers are gone; the stream ends with the error where the SDKs look for it. A bug (not
+            # an APIError) gets our message, never str(exc); the log has the traceback.
+            if not isinstance(exc, APIError):
+                log.exception("stream %s failed unexpectedly", run.request_id)
+                exc = EngineFailure("The server had an error while generating the answer. Please retry.")
             yield sse_event({"error": exc.body()["error"]}) + SSE_DONE
             completed = True
             return
@@ -162,4 +148,4 @@ async def _sse(run: AnyChatRun, include_usage: bool, request: Request) -> AsyncI
             await events.aclose()
             await run.finish()
         if not completed:
-            _count_cancelled(run, request)
+            count_client_gone(runtime_of(request), request, ROUTE, run.request_id)

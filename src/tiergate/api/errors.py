@@ -11,8 +11,10 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from tiergate import ids
 from tiergate.api.framing import json_response
 from tiergate.errors import APIError, InvalidRequest
+from tiergate.tiers.headers import retry_after_header
 
 log = logging.getLogger("tiergate.errors")
 
@@ -48,10 +50,12 @@ def validation_error(exc: ValidationError | RequestValidationError) -> InvalidRe
 
 
 def error_response(error: APIError) -> Response:
-    headers = dict(error.headers)
+    """The envelope, with the error's headers; every response, refused ones too, has an x-request-id
+    (a fresh one: a request refused before it ran has no x_groq.id to match)."""
+    headers = {"x-request-id": ids.request_id(), **error.headers}
     retry_after = getattr(error, "retry_after", None)
     if retry_after is not None:
-        headers["retry-after"] = str(max(1, int(-(-retry_after // 1))))
+        headers["retry-after"] = retry_after_header(retry_after)
     return json_response(error.body(), status=error.status, headers=headers)
 
 

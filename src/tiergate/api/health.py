@@ -15,7 +15,8 @@ router = APIRouter()
 async def healthz(request: Request) -> Response:
     state = request.app.state
     if getattr(state, "ready", False):
-        return json_response({"status": "ok", "models": sorted(state.runtime.engines)})
+        runtime = state.runtime
+        return json_response({"status": "ok", "models": sorted([*runtime.engines, *runtime.audio_engines])})
     failure = getattr(state, "load_error", None)
     body = {"status": "failed" if failure else "loading"}
     if failure:

@@ -13,9 +13,10 @@ from starlette.responses import Response, StreamingResponse
 from tiergate.api.deps import json_body, parse_as, principal_of, runtime_of
 from tiergate.api.errors import validation_error
 from tiergate.api.framing import json_response, sse_event
+from tiergate.api.hangup import ClientGone, ClientWatch, client_closed
 from tiergate.errors import APIError
 from tiergate.schemas.responses import ResponseCreateRequest
-from tiergate.service.chat import start_chat
+from tiergate.service.chat import AnyChatRun, complete, start_chat
 from tiergate.service.responses import ResponseShape, to_chat_request
 
 router = APIRouter()
@@ -31,22 +32,29 @@ async def create_response(request: Request) -> Response:
         chat = to_chat_request(body)
     except ValidationError as exc:
         raise validation_error(exc) from None
-    run = await start_chat(runtime_of(request), principal, chat)
-    request.state.response_headers = run.headers
-    shape = ResponseShape(body, run)
-    if body.stream:
-        return StreamingResponse(
-            _sse(shape),
-            media_type="text/event-stream",
-            headers={**run.headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
-        )
+    runtime = runtime_of(request)
+    watch = ClientWatch(request)
+    run: AnyChatRun | None = None
     try:
-        async for _ in run.events():
-            pass
+        run = await watch.run(start_chat(runtime, principal, chat))
+        request.state.response_headers = run.headers
+        shape = ResponseShape(body, run)
+        if body.stream:
+            return StreamingResponse(
+                _sse(shape),
+                media_type="text/event-stream",
+                headers={**run.headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
+            )
+        try:
+            await watch.run(complete(run))  # the chat body it returns is not needed: shape reads run
+        finally:
+            with anyio.CancelScope(shield=True):
+                await run.finish()
+        return json_response(shape.body("completed", shape.output()), headers=run.headers)
+    except ClientGone:
+        return client_closed(runtime, request, ROUTE, run.request_id if run else "a queued request")
     finally:
-        with anyio.CancelScope(shield=True):
-            await run.finish()
-    return json_response(shape.body("completed", shape.output()), headers=run.headers)
+        watch.close()
 
 
 async def _sse(shape: ResponseShape) -> AsyncIterator[bytes]:

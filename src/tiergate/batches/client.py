@@ -5,6 +5,7 @@ Plain httpx (no SDK dependency at runtime); errors come back as the server's own
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import httpx
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
+CHAT_ENDPOINT = "/v1/chat/completions"
 
 
 class BatchClientError(Exception):
@@ -47,8 +49,8 @@ class BatchClient:
             )
         return self._check(response).json()
 
-    def create(self, file_id: str, window: str) -> dict[str, Any]:
-        body = {"input_file_id": file_id, "endpoint": "/v1/chat/completions", "completion_window": window}
+    def create(self, file_id: str, window: str, endpoint: str = CHAT_ENDPOINT) -> dict[str, Any]:
+        body = {"input_file_id": file_id, "endpoint": endpoint, "completion_window": window}
         return self._check(self.http.post("/batches", json=body)).json()
 
     def retrieve(self, batch_id: str) -> dict[str, Any]:
@@ -66,11 +68,24 @@ class BatchClient:
 
     def download(self, file_id: str, target: Path) -> Path:
         with self.http.stream("GET", f"/files/{file_id}/content") as response:
+            if response.status_code >= 400:
+                response.read()  # the error body, for _check's message
             self._check(response)
             with target.open("wb") as out:
                 for chunk in response.iter_bytes():
                     out.write(chunk)
         return target
+
+
+def endpoint_of(path: Path) -> str:
+    """The batch's endpoint: the `url` of the file's first line (a batch serves one endpoint)."""
+    with path.open("rb") as handle:
+        first = handle.readline()
+    try:
+        url = json.loads(first).get("url")
+    except (ValueError, AttributeError):
+        return CHAT_ENDPOINT  # the server's validation reports what is wrong with the line
+    return url if isinstance(url, str) and url else CHAT_ENDPOINT
 
 
 def result_paths(input_path: Path) -> tuple[Path, Path]:

@@ -104,6 +104,10 @@ class ModelRegistry:
                 specs[key] = ModelSpec(**fields)
         return cls(specs.values())
 
+    def canonical(self, name: str) -> str:
+        """The canonical id for a model id or alias; an unknown name is returned as it is."""
+        return self._names.get(name.casefold(), name)
+
     def resolve(self, name: str) -> ModelSpec:
         """The spec for an id or alias, any case; ModelNotFound (404) otherwise."""
         model_id = self._names.get(name.casefold())

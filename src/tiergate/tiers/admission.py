@@ -58,10 +58,8 @@ class Admission:
     async def admit(self, who: Who, tiers: tuple[str, ...], cost: Cost) -> Admitted:
         tier, reservation = await self._reserve(who, tiers, cost)
         scheduler = self.schedulers[who.model]
-        if scheduler.free == 0 or scheduler.queued() > 0:
-            self.metrics.queued.labels(tier).inc()
         try:
-            lease = await scheduler.acquire(tier, who.project_id)
+            lease = await scheduler.acquire(tier, who.project_id, self.metrics.queued.labels(tier).inc)
         except FlexCapacityExceeded:
             self.metrics.rejected.labels(tier, "498").inc()
             if reservation is not None and self.limits is not None:

@@ -25,7 +25,7 @@ tier table overrides only the units it names, on top of what that tier derives f
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -106,12 +106,21 @@ class LimitTable:
         return self.for_model(model).for_tier(tier)
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Mapping[str, Any]] | None) -> LimitTable:
-        """Every model's limits are built-in defaults, overlaid by "*", overlaid by its own entry."""
+    def from_config(
+        cls,
+        config: Mapping[str, Mapping[str, Any]] | None,
+        canonical: Callable[[str], str] = str,
+    ) -> LimitTable:
+        """Every model's limits are built-in defaults, overlaid by "*", overlaid by its own entry.
+
+        `canonical` maps a model alias to its id, so `[limits."alias"]` limits the model it names.
+        """
         config = dict(config or {})
         star = config.pop("*", {})
         default = _model_limits(star, "*")
-        models = {model: _model_limits(_overlay(star, entry), model) for model, entry in config.items()}
+        models = {
+            canonical(model): _model_limits(_overlay(star, entry), model) for model, entry in config.items()
+        }
         return cls(models, default)
 
 

@@ -9,6 +9,7 @@ at project level too (flex is "10x the on-demand limits" wherever they are set).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -40,8 +41,12 @@ class RateLimitGate:
         sessions: sessionmaker[Session],
         clock: Clock,
         ttl: float,
+        canonical: Callable[[str], str] = str,
     ) -> None:
         self.limiter = limiter
+        # Overrides may name a model by an alias (`limits set --model qwen2.5-coder`); they apply to
+        # the model the alias resolves to, which is what `who.model` always is.
+        self._canonical = canonical
         self.table = table
         self.sessions = sessions
         self.clock = clock
@@ -74,10 +79,11 @@ class RateLimitGate:
         """(organization limits, the project's own limits or None) for this model and tier."""
         rows = await self._overrides(who)
         model = who.model.lower()
+        rows = [r for r in rows if self._canonical(r.model).lower() == model]
 
         def row(project: bool, row_tier: str) -> RateLimitOverride | None:
             for r in rows:
-                if r.model.lower() == model and r.tier == row_tier and (r.project_id is not None) == project:
+                if r.tier == row_tier and (r.project_id is not None) == project:
                     return r
             return None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tiergate.clock import Clock, SystemClock
@@ -127,8 +128,11 @@ class Scheduler:
         return len(self._free_slots)
 
     # -- admission ---------------------------------------------------------------------------
-    async def acquire(self, tier: str, project_id: str) -> Lease:
-        """Wait for a slot in `tier`'s turn. Cancelling the caller removes it from the queue at once."""
+    async def acquire(self, tier: str, project_id: str, on_wait: Callable[[], None] | None = None) -> Lease:
+        """Wait for a slot in `tier`'s turn. Cancelling the caller removes it from the queue at once.
+
+        `on_wait` is called once if the request has to queue (not when it starts at once or is refused).
+        """
         if tier not in self._busy:
             raise ValueError(f"unknown tier {tier!r}")
         start = self.clock.monotonic()
@@ -140,6 +144,8 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         waiter = _Waiter(tier, project_id, loop.create_future(), start)
         self._enqueue(waiter)
+        if on_wait is not None:
+            on_wait()
         if tier != "batch":
             self._preempt_one_batch_line()
         try:
