@@ -60,19 +60,22 @@ def test_streaming_response_emits_the_sdk_event_sequence(server: LiveServer) -> 
     assert final is not None and final.output_text == "".join(text)
 
 
+WEATHER_TOOL = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Current weather in a city",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    },
+    "strict": True,
+}
+
+
 def test_function_tool_call_and_its_output_round_trip(server: LiveServer) -> None:
-    tool = {
-        "type": "function",
-        "name": "get_weather",
-        "description": "Current weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-            "additionalProperties": False,
-        },
-        "strict": True,
-    }
+    tool = WEATHER_TOOL
     oai = client(server)
     first = oai.responses.create(
         model=MODEL,
@@ -102,6 +105,33 @@ def test_function_tool_call_and_its_output_round_trip(server: LiveServer) -> Non
         temperature=0,
     )
     assert second.output_text.strip()
+
+
+def test_streaming_two_parallel_function_calls_completes_with_both(server: LiveServer) -> None:
+    # The newline the grammar writes between two calls once opened an empty message item that the
+    # final output dropped, and the stream died with a RuntimeError before response.completed.
+    stream = client(server).responses.create(
+        model=MODEL,
+        input="What's the weather in Paris and in Rome?",
+        tools=[WEATHER_TOOL],
+        tool_choice="required",
+        parallel_tool_calls=True,
+        max_output_tokens=80,
+        temperature=0,
+        stream=True,
+    )
+    events = list(stream)
+    assert events[-1].type == "response.completed"
+    final = events[-1].response
+    calls = [item for item in final.output if item.type == "function_call"]
+    assert len(calls) >= 2, "the prompt asks for two calls"
+    assert [item.type for item in final.output] == ["function_call"] * len(calls)
+    assert not [e for e in events if e.type.startswith("response.output_text")]
+    added = {e.output_index: e.item.id for e in events if e.type == "response.output_item.added"}
+    done = {e.output_index: e.item.id for e in events if e.type == "response.output_item.done"}
+    assert added == done == {index: item.id for index, item in enumerate(final.output)}
+    for call in calls:
+        assert json.loads(call.arguments)["city"]
 
 
 def test_json_schema_text_format_validates(server: LiveServer) -> None:
@@ -138,3 +168,17 @@ def test_unsupported_fields_are_a_400_naming_them(server: LiveServer, field: str
             model=MODEL, input="hi", max_output_tokens=4, extra_body={field: value}
         )
     assert info.value.body["param"] == field  # type: ignore[index]
+
+
+def test_an_empty_input_is_a_400_naming_input(server: LiveServer) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client(server).responses.create(model=MODEL, input=[], max_output_tokens=4)
+    assert info.value.body["param"] == "input"  # type: ignore[index]
+
+
+def test_a_400_from_the_chat_road_names_the_responses_field(server: LiveServer) -> None:
+    # Checked on the chat road (over the model's limit), reported under the Responses API's own name.
+    with pytest.raises(openai.BadRequestError) as info:
+        client(server).responses.create(model=MODEL, input="hi", max_output_tokens=10_000_000)
+    assert info.value.body["param"] == "max_output_tokens"  # type: ignore[index]
+    assert "max_completion_tokens" not in info.value.body["message"]  # type: ignore[index]

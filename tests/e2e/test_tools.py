@@ -48,20 +48,63 @@ def client(server: LiveServer) -> groq.Groq:
     return groq.Groq(base_url=server.root, api_key=server.api_key, max_retries=0, timeout=300)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_required_tool_choice_always_calls_with_valid_arguments(server: LiveServer, seed: int) -> None:
+REQUIRED_PROMPTS = [
+    "What's the weather in Paris?",
+    "Add 17 and 25.",
+    "Is it raining in Tokyo right now? Use fahrenheit.",
+    "hello",
+    "What is 3 plus 4, and how warm is it in Oslo?",
+    "Tell me a joke about databases.",
+]
+
+
+@pytest.mark.parametrize("index", range(len(REQUIRED_PROMPTS)))
+def test_required_tool_choice_always_calls_with_valid_arguments(server: LiveServer, index: int) -> None:
+    # Whatever the prompt asks (even a greeting or a joke), `required` means calls and nothing else.
     completion = client(server).chat.completions.create(
-        model=MODEL, messages=ASK, tools=TOOLS, tool_choice="required", max_completion_tokens=60, seed=seed
+        model=MODEL,
+        messages=[{"role": "user", "content": REQUIRED_PROMPTS[index]}],
+        tools=TOOLS,
+        tool_choice="required",
+        max_completion_tokens=80,
+        temperature=0.7,
+        seed=index,
     )
     choice = completion.choices[0]
     assert choice.finish_reason == "tool_calls"
     assert choice.message.tool_calls
+    assert choice.message.content is None
     for call in choice.message.tool_calls:
         assert call.id.startswith("call_") and call.type == "function"
         schema = next(
             t["function"]["parameters"] for t in TOOLS if t["function"]["name"] == call.function.name
         )
         jsonschema.validate(json.loads(call.function.arguments), schema)
+
+
+def test_streamed_parallel_calls_carry_no_whitespace_content(server: LiveServer) -> None:
+    # The grammar writes a newline between two calls; it is layout, never a content delta.
+    stream = client(server).chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "What's the weather in Paris and in Rome?"}],
+        tools=TOOLS[:1],
+        tool_choice="required",
+        parallel_tool_calls=True,
+        max_completion_tokens=80,
+        temperature=0,
+        stream=True,
+    )
+    contents, calls = [], []
+    for chunk in stream:
+        delta = chunk.choices[0].delta if chunk.choices else None
+        if delta is None:
+            continue
+        if delta.content:
+            contents.append(delta.content)
+        calls.extend(delta.tool_calls or [])
+    assert len(calls) >= 2, "the prompt asks for two calls"
+    assert contents == [], contents
+    assert [call.index for call in calls] == list(range(len(calls)))
 
 
 def test_full_tool_round_trip_uses_the_result(server: LiveServer) -> None:

@@ -7,17 +7,15 @@ from collections.abc import AsyncIterator
 
 import anyio
 from fastapi import APIRouter, Request
-from pydantic import ValidationError
 from starlette.responses import Response, StreamingResponse
 
 from tiergate.api.deps import json_body, parse_as, principal_of, runtime_of
-from tiergate.api.errors import validation_error
 from tiergate.api.framing import json_response, sse_event
 from tiergate.api.hangup import ClientGone, ClientWatch, client_closed
 from tiergate.errors import APIError
 from tiergate.schemas.responses import ResponseCreateRequest
-from tiergate.service.chat import AnyChatRun, complete, start_chat
-from tiergate.service.responses import ResponseShape, to_chat_request
+from tiergate.service.chat import AnyChatRun, complete
+from tiergate.service.responses import ResponseShape, start_response
 
 router = APIRouter()
 log = logging.getLogger("tiergate.responses")
@@ -28,15 +26,11 @@ ROUTE = "/responses"
 async def create_response(request: Request) -> Response:
     principal = await principal_of(request)
     body = parse_as(ResponseCreateRequest, await json_body(request))
-    try:
-        chat = to_chat_request(body)
-    except ValidationError as exc:
-        raise validation_error(exc) from None
     runtime = runtime_of(request)
     watch = ClientWatch(request)
     run: AnyChatRun | None = None
     try:
-        run = await watch.run(start_chat(runtime, principal, chat))
+        run = await watch.run(start_response(runtime, principal, body))
         request.state.response_headers = run.headers
         shape = ResponseShape(body, run)
         if body.stream:

@@ -11,6 +11,10 @@ items (+ minItems/maxItems), enum, const, anyOf, $ref into $defs/definitions (re
 format date/time/date-time/uuid, and annotations (description, title, default, examples, $schema,
 $id, $comment). Non-strict schemas compile best effort: unknown keywords are ignored by the grammar
 and caught afterwards by validation.
+
+Array bounds are checked in both modes: minItems above maxItems would make llama.cpp's grammar parser
+loop forever on `{n,m}` with m < n, and it refuses repetitions above ~2000, so minItems is capped
+(400) and a maxItems above the cap is left to the validation after generation.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ _STRUCTURAL = {
     "format",
 }
 SUPPORTED_KEYWORDS = frozenset(_ANNOTATIONS | _STRUCTURAL)
+# Largest array bound written into a grammar; llama.cpp refuses repetitions above 2000.
+MAX_GRAMMAR_ITEMS = 1000
 _TYPES = ("string", "number", "integer", "boolean", "null", "object", "array")
 _FORMATS = ("date", "time", "date-time", "uuid")
 
@@ -97,6 +103,11 @@ def check_schema(schema: Any, *, strict: bool, param: str) -> None:
         raise InvalidRequest(
             f"The JSON schema is invalid at `{where}`: {exc.message}", param=param, code="invalid_value"
         ) from None
+    bounds = next(_bound_problems(schema, "#"), None)
+    if bounds is not None:
+        raise InvalidRequest(
+            f"This JSON schema cannot be generated: {bounds}.", param=param, code="invalid_value"
+        )
     if not strict:
         return
     problems = sorted(set(_strict_problems(schema, "#")))
@@ -108,6 +119,28 @@ def check_schema(schema: Any, *, strict: bool, param: str) -> None:
             param=param,
             code="invalid_value",
         )
+
+
+# Keywords whose values are data, not subschemas: a `minItems` inside them is not a bound.
+_DATA_KEYWORDS = ("enum", "const", "default", "examples")
+
+
+def _bound_problems(node: Any, path: str) -> Iterator[str]:
+    """Array bounds no grammar can hold, wherever a subschema sits."""
+    if isinstance(node, list):
+        for index, sub in enumerate(node):
+            yield from _bound_problems(sub, f"{path}/{index}")
+        return
+    if not isinstance(node, dict):
+        return
+    low, high = node.get("minItems"), node.get("maxItems")
+    if isinstance(low, int) and isinstance(high, int) and low > high:
+        yield f"`minItems` ({low}) is greater than `maxItems` ({high}) at `{path}`"
+    if isinstance(low, int) and low > MAX_GRAMMAR_ITEMS:
+        yield f"`minItems` ({low}) is above {MAX_GRAMMAR_ITEMS} at `{path}`"
+    for key, sub in node.items():
+        if key not in _DATA_KEYWORDS:
+            yield from _bound_problems(sub, f"{path}/{key}")
 
 
 def _strict_problems(node: Any, path: str) -> Iterator[str]:
@@ -173,12 +206,35 @@ class GrammarBuilder:
                 self.primitive(dep)
         return name
 
+    def text_without(self, name: str, tag: str) -> str:
+        """A rule for any text (no NUL) in which `tag` never occurs; returns its name.
+
+        One rule per state of the automaton that has matched the first k characters of `tag`, each
+        right-recursive (llama.cpp keeps its stack flat for a reference at the end of a sequence).
+        Needs `tag[0]` not to occur again inside `tag`, so that a mismatch can only restart there.
+        """
+        first, rest = tag[0], tag[1:]
+        assert first not in rest and all(c not in "]\\^-" for c in tag)
+        states = [self.add(f"{name}-s{k}", "") for k in range(len(tag))]
+        for k, state in enumerate(states):
+            if k == 0:
+                options = [f"[^{first}\\x00] {state}", f"{literal(first)} {states[1]}"]
+            else:
+                nxt = tag[k]
+                options = [f"[^{nxt}{first}\\x00] {states[0]}", f"{literal(first)} {states[1]}"]
+                if k + 1 < len(tag):
+                    options.insert(0, f"{literal(nxt)} {states[k + 1]}")
+            self.set(state, f"({' | '.join(options)})?")
+        return states[0]
+
     def schema(self, schema: dict[str, Any], name: str) -> str:
         """Add rules for a JSON value matching `schema`; returns the rule to reference."""
         return _SchemaVisitor(self, schema, name).visit(schema, name)
 
-    def render(self, root_body: str) -> str:
-        self.primitive("ws")
+    def render(self, root_body: str, *, ws: bool = True) -> str:
+        """The grammar text, root first; `ws=False` when it is glued onto a grammar that has `ws`."""
+        if ws:
+            self.primitive("ws")
         lines = [f"root ::= {root_body}"]
         lines += [f"{name} ::= {body}" for name, body in self._rules.items()]
         return "\n".join(lines) + "\n"
@@ -298,6 +354,10 @@ class _SchemaVisitor:
         item = self.visit(node.get("items", True), f"{name}-item")
         low = int(node.get("minItems", 0))
         high = node.get("maxItems")
+        if high is not None and int(high) > MAX_GRAMMAR_ITEMS:
+            high = None  # not written into the grammar; validation after generation holds it
+        if low > MAX_GRAMMAR_ITEMS or (high is not None and low > int(high)):
+            raise InvalidRequest(f"The array bounds at `{name}` cannot be generated.", code="invalid_value")
         tail = f'(ws "," ws {item})'
         if high is not None and int(high) == 0:
             return self.b.add(name, '"[" ws "]"')

@@ -15,15 +15,20 @@ from typing import Any
 
 from tiergate.errors import InvalidRequest
 from tiergate.generation.json_schema import validation_error
-from tiergate.generation.reasoning import ReasoningSplitter
+from tiergate.generation.reasoning import ReasoningSplitter, think_grammar
 from tiergate.generation.tool_calls import ToolCall, ToolCallParser, ToolSpec
 
 
 @dataclass(frozen=True)
 class OutputPlan:
-    """How one generation is constrained and read back; built from the request by the service."""
+    """How one generation is constrained and read back; built from the request by the service.
 
-    grammar: str | None = None
+    The think-block fields are only known once the prompt is templated (`service.chat_plan.fit_to_prompt`),
+    which is why `grammar` is derived from them rather than stored.
+    """
+
+    # The answer's constraint (JSON mode, schema, tool calls); None: free text.
+    answer_grammar: str | None = None
     # "object": content must be one JSON object; "schema": it must also validate against `schema`.
     json: str | None = None
     schema: dict[str, Any] | None = None
@@ -32,8 +37,21 @@ class OutputPlan:
     # raw/parsed/hidden for reasoning models; None: the model does not reason, nothing to split.
     reasoning: str | None = None
     starts_inside_think: bool = False
+    # reasoning_effort "none": the model closes an empty think block at once and spends no tokens in it.
+    skip_thinking: bool = False
+    # An assistant prefill already began the answer, so no think block comes.
+    answering: bool = False
     # The request used the deprecated `functions`: answer with message.function_call.
     legacy_functions: bool = False
+
+    @property
+    def grammar(self) -> str | None:
+        """What the engine samples under: the answer's grammar, after the think block if one comes."""
+        if self.reasoning is None or self.answering:
+            return self.answer_grammar
+        return think_grammar(
+            self.answer_grammar, starts_inside=self.starts_inside_think, skip=self.skip_thinking
+        )
 
 
 @dataclass(frozen=True)
@@ -57,12 +75,21 @@ class OutputReader:
 
     def __post_init__(self) -> None:
         splits = self.plan.reasoning in ("parsed", "hidden")
-        self._splitter = ReasoningSplitter(starts_inside=self.plan.starts_inside_think) if splits else None
+        self._splitter = (
+            ReasoningSplitter(starts_inside=self.plan.starts_inside_think, answering=self.plan.answering)
+            if splits
+            else None
+        )
         self._calls = ToolCallParser() if self.plan.tools else None
         self._was_thinking = False
 
     def count(self, tokens: int) -> None:
-        """Attribute tokens just fed: reasoning if the think block was open before or after them."""
+        """Attribute tokens just fed: reasoning if the think block was open before or after them.
+
+        The empty block that reasoning_effort "none" forces is not thinking, so it counts as none.
+        """
+        if self.plan.skip_thinking:
+            return
         if self.plan.reasoning is not None and (self._was_thinking or self._thinking()):
             self.reasoning_tokens += tokens
 

@@ -5,16 +5,45 @@ reasoning_format (spec §8.4): raw keeps the tags in the content; parsed moves t
 tokens spent thinking are counted so usage can report `reasoning_tokens`.
 
 Some chat templates open the think block themselves (the prompt ends in `<think>`); then the output
-starts inside it, which `starts_inside` tells the splitter.
+starts inside it, which `starts_inside` tells the splitter and `think_grammar`. Which of the two
+holds is only known once the prompt is templated, so the grammar is assembled from the plan then.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tiergate.generation.json_schema import GrammarBuilder, literal
+
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 FORMATS = ("raw", "parsed", "hidden")
+
+
+def think_grammar(answer: str | None, *, starts_inside: bool, skip: bool) -> str | None:
+    """The answer's grammar with room for the think block a reasoning model writes first.
+
+    `answer` is a rendered grammar (None: free text). Outside a block the model may open one; inside
+    (the template opened it) it must close it before the answer. `skip` (reasoning_effort "none")
+    closes an empty block at once, which is how a reasoning model is told not to think.
+    """
+    if answer is None and not skip:
+        return None  # free text: the splitter copes with whatever the model writes
+    b = GrammarBuilder()
+    gap = b.add("think-gap", "[ \\t\\n]{0,4}")
+    if answer is None:
+        reply, rules = b.add("think-free", "[\\x01-\\U0010FFFF]*"), ""
+    else:
+        head, _, rules = answer.partition("\n")
+        reply = b.add("think-answer", head.removeprefix("root ::= "))
+    close = f"{literal(THINK_CLOSE)} {gap} {reply}"
+    if skip:
+        root = f'"\\n"{{0,2}} {close}' if starts_inside else f'{literal(THINK_OPEN)} "\\n"{{0,2}} {close}'
+    else:
+        body = b.text_without("think-body", THINK_CLOSE)
+        block = f"{body} {close}"
+        root = block if starts_inside else f"({literal(THINK_OPEN)} {block}) | {reply}"
+    return b.render(root, ws=False) + rules
 
 
 @dataclass(frozen=True)
@@ -26,9 +55,10 @@ class Split:
 class ReasoningSplitter:
     """Feed text pieces; get (reasoning, content) back. Partial tags are held until they resolve."""
 
-    def __init__(self, *, starts_inside: bool = False) -> None:
-        self._inside = starts_inside
-        self._done = False
+    def __init__(self, *, starts_inside: bool = False, answering: bool = False) -> None:
+        """`answering`: a prefill already began the answer, so no think block comes."""
+        self._inside = starts_inside and not answering
+        self._done = answering
         self._held = ""
         # The blank lines a model writes after </think> separate, they are not part of the answer.
         self._trim_answer = False

@@ -4,6 +4,11 @@ Two halves: a grammar that forces (tool_choice required/named) or allows (auto) 
 match each tool's parameters schema, and a streaming parser that turns the model's text back into
 content plus complete tool calls. A call is emitted whole once its closing tag arrives: the SDKs
 assemble tool-call deltas by index, and one delta per call is the simplest thing they accept.
+
+An answer is either text or calls, never both: the auto grammar's text branch cannot contain
+`<tool_call>` (so no call is ever written outside the arguments' schema), and the parser stops
+looking for calls once text has begun. The newline the grammar puts between two calls is layout,
+not content.
 """
 
 from __future__ import annotations
@@ -56,7 +61,8 @@ def tool_call_grammar(
 
     mode "required": one call (or several when parallel) and nothing else; pass a single tool for a
     named tool_choice. mode "auto": either calls, or content: `content_rule` (a JSON rule for JSON mode)
-    or free text that does not start with `<` (so a call cannot begin unconstrained at the start).
+    or free text that does not start with `<` and never contains `<tool_call>` (an unconstrained call
+    could otherwise follow a few words of text).
     """
     b = builder or GrammarBuilder()
     b.primitive("ws")
@@ -70,7 +76,7 @@ def tool_call_grammar(
     if mode == "required":
         return b.render(calls)
     if content_rule is None:
-        content_rule = b.add("text", "[^<] [\\x01-\\U0010FFFF]*")
+        content_rule = b.add("text", f"[^<\\x00] {b.text_without('text', OPEN)}")
     return b.render(f"{calls} | {content_rule}")
 
 
@@ -83,11 +89,17 @@ class ParsedPiece:
 
 
 class ToolCallParser:
-    """Feed model text in order; content outside the tags passes through, calls come out whole."""
+    """Feed model text in order; get plain content, or calls lifted out whole.
+
+    What comes first decides: text (then everything is content, `<tool_call>` inside a JSON string
+    included) or a call (then whitespace around calls is dropped). Whitespace before either is held
+    until it is known which.
+    """
 
     def __init__(self) -> None:
         self._held = ""
         self._inside = False
+        self._text = False  # the answer is text: no more calls
         self._count = 0
         self.failed: str | None = None  # the raw text of a call that did not parse
 
@@ -96,8 +108,10 @@ class ToolCallParser:
         return self._count
 
     def feed(self, piece: str) -> ParsedPiece:
+        if self._text:
+            return ParsedPiece(piece)
         buffer = self._held + piece
-        content: list[str] = []
+        content = ""
         calls: list[ToolCall] = []
         while buffer:
             if self._inside:
@@ -108,24 +122,26 @@ class ToolCallParser:
                 buffer = buffer[end + len(CLOSE) :]
                 self._inside = False
                 continue
-            start = buffer.find(OPEN)
-            if start >= 0:
-                content.append(buffer[:start])
-                buffer = buffer[start + len(OPEN) :]
+            body = buffer.lstrip()
+            if body.startswith(OPEN):
+                buffer = body[len(OPEN) :]
                 self._inside = True
                 continue
-            keep = _partial_suffix(buffer, OPEN)
-            content.append(buffer[: len(buffer) - keep])
-            buffer = buffer[len(buffer) - keep :]
-            break
+            if not body or OPEN.startswith(body):
+                break  # whitespace, or the start of a tag: wait for more
+            # Text first: all content. Text after calls is outside every grammar; keep it visible.
+            self._text = True
+            content = buffer if not self._count else body
+            buffer = ""
         self._held = buffer
-        return ParsedPiece("".join(content), tuple(calls))
+        return ParsedPiece(content, tuple(calls))
 
     def flush(self) -> ParsedPiece:
         """The stream ended: an unclosed call is parsed if it is complete JSON, else returned as text."""
         held, self._held = self._held, ""
         if not self._inside:
-            return ParsedPiece(held)
+            # Held whitespace after calls is layout; with no calls at all it was the whole answer.
+            return ParsedPiece("" if self._count and not held.strip() else held)
         self._inside = False
         calls = self._parse(held)
         return ParsedPiece("", tuple(calls)) if calls else ParsedPiece(OPEN + held)
@@ -155,10 +171,3 @@ def parse_call(body: str) -> tuple[str, str] | None:
         except ValueError:
             return None
     return data["name"], json.dumps(arguments, ensure_ascii=False)
-
-
-def _partial_suffix(buffer: str, tag: str) -> int:
-    for length in range(min(len(tag) - 1, len(buffer)), 0, -1):
-        if buffer.endswith(tag[:length]):
-            return length
-    return 0

@@ -8,7 +8,6 @@ whose `finish()` frees the slot and settles the limits exactly once, also when t
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from tiergate.errors import APIError, EngineFailure, InvalidRequest, ServiceUnav
 from tiergate.generation.output import OutputDelta, OutputPlan, OutputReader
 from tiergate.generation.stops import StopMatch, StopMatcher
 from tiergate.schemas.chat import ChatCompletionRequest, Message
-from tiergate.service.chat_plan import plan_output, starts_inside_think
+from tiergate.service.chat_plan import fit_to_prompt, plan_output
 from tiergate.service.chat_remote import RemoteChatRun, start_remote_chat
 from tiergate.service.runtime import Runtime
 from tiergate.service.usage import Usage
@@ -337,6 +336,8 @@ async def _admit_chat(
         )
     max_tokens = min(asked, room) if asked is not None else room
 
+    # Only the templated prompt shows whether the think block is ahead, open or past.
+    plan = fit_to_prompt(plan, prompt.text, request.messages[-1].text() if prefill else None)
     temperature = 1.0 if request.temperature is None else max(request.temperature, _MIN_TEMPERATURE)
     params = SamplingParams(
         max_tokens=max_tokens,
@@ -345,8 +346,6 @@ async def _admit_chat(
         seed=request.seed,
         grammar=plan.grammar,
     )
-    if plan.reasoning is not None and starts_inside_think(prompt.text):
-        plan = dataclasses.replace(plan, starts_inside_think=True)
     cost = Cost(requests=1, tokens=prompt_tokens + max_tokens)
     admitted = await runtime.admission.admit(who, tiers, cost)
     left = runtime.speed(spec.id).remaining(prompt_tokens, max_tokens)

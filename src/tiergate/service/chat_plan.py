@@ -2,11 +2,13 @@
 
 Everything here is decided before admission, so a bad combination costs no slot and no tokens:
 response_format (JSON mode, structured outputs), tools and tool_choice (with the deprecated
-functions/function_call mapped onto them), and the reasoning options (spec §8.1 to 8.4).
+functions/function_call mapped onto them), and the reasoning options (spec §8.1 to 8.4). Where a
+think block may sit is only known after templating: `fit_to_prompt` completes the plan then.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +16,7 @@ from tiergate.engines.base import ModelSpec
 from tiergate.errors import InvalidRequest
 from tiergate.generation.json_schema import GrammarBuilder, check_schema, json_object_grammar, schema_grammar
 from tiergate.generation.output import OutputPlan
-from tiergate.generation.reasoning import THINK_OPEN
+from tiergate.generation.reasoning import THINK_CLOSE, THINK_OPEN
 from tiergate.generation.tool_calls import ToolSpec, tool_call_grammar
 from tiergate.schemas.chat import ChatCompletionRequest, FunctionDefinition
 
@@ -85,18 +87,32 @@ def plan_output(
             ),
             tools.param,
         )
-    if grammar is not None and reasoning in ("parsed", "hidden"):
-        grammar = _allow_think_block(grammar)
     plan = OutputPlan(
-        grammar=grammar,
+        answer_grammar=grammar,
         json=json_kind,
         schema=schema,
         tools=specs,
         check_tool_names=not request.disable_tool_validation,
         reasoning=reasoning,
+        # Spec: reasoning_effort "none" disables reasoning, "the model will not use any reasoning tokens".
+        skip_thinking=reasoning is not None and request.reasoning_effort == "none",
         legacy_functions=tools is not None and tools.legacy,
     )
     return plan, template_tools
+
+
+def fit_to_prompt(plan: OutputPlan, prompt_text: str, prefill: str | None) -> OutputPlan:
+    """Where the templated prompt leaves a reasoning model: before, inside or past its think block.
+
+    `prefill`: the assistant text the prompt ends in (None when there is none). A prefill that opens
+    `<think>` without closing it continues the thinking; any other non-empty prefill is the answer.
+    """
+    if plan.reasoning is None:
+        return plan
+    if prefill and prefill.strip():
+        inside = prefill.rfind(THINK_OPEN) > prefill.rfind(THINK_CLOSE)
+        return dataclasses.replace(plan, starts_inside_think=inside, answering=not inside)
+    return dataclasses.replace(plan, starts_inside_think=starts_inside_think(prompt_text))
 
 
 def starts_inside_think(prompt_text: str) -> bool:
@@ -169,12 +185,12 @@ def _reasoning_mode(request: ChatCompletionRequest, spec: ModelSpec, *, json_or_
             param="reasoning_format",
             code="invalid_value",
         )
+    if effort == "none":
+        return "hidden"  # there is no thinking to show: only the empty block, which is dropped
     if fmt is not None:
         return fmt
     if include is not None:
         return "parsed" if include else "hidden"
-    if effort == "none":
-        return "hidden"
     return "parsed" if json_or_tools else "raw"
 
 
@@ -190,9 +206,3 @@ def _grammar_or_400(make: Any, param: str) -> str:
             param=param,
             code="invalid_value",
         ) from None
-
-
-def _allow_think_block(grammar: str) -> str:
-    """Reasoning models think before answering: let `<think>…</think>` precede the constrained output."""
-    think = 'think ::= "<think>" ([^<] | "<" [^/] | "</" [^t])* "</think>" ws\n'
-    return grammar.replace("root ::= ", "root ::= think? (", 1).replace("\n", ")\n", 1) + think

@@ -1,17 +1,24 @@
 """The Responses API on the chat road: translate to a chat request, run it, shape a Response.
 
-No second generation path: `to_chat_request` maps input items, instructions, tools, text.format and
-reasoning onto a ChatCompletionRequest, `start_chat` admits it (same tiers, limits and 400s), and the
-finished ChatRun becomes a Response object (or the openai SDK's stream events).
+No second generation path: `translate` maps input items, instructions, tools, text.format and
+reasoning onto a ChatCompletionRequest, `start_response` admits it through `start_chat` (same tiers,
+limits and 400s, with `param` renamed back to the Responses field), and the finished ChatRun becomes
+a Response object or the openai SDK's stream events.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from tiergate import ids
+from tiergate.auth import Principal
+from tiergate.errors import APIError, InvalidRequest
 from tiergate.schemas.chat import ChatCompletionRequest
 from tiergate.schemas.responses import (
     FunctionCallItem,
@@ -19,25 +26,72 @@ from tiergate.schemas.responses import (
     MessageItem,
     ResponseCreateRequest,
 )
-from tiergate.service.chat import AnyChatRun
+from tiergate.service.chat import AnyChatRun, start_chat
+from tiergate.service.runtime import Runtime
 
 # GroqCloud's Responses API defaults to the auto tier (chat defaults to on_demand), spec §11 #2.
 DEFAULT_TIER = "auto"
 # The tier that ran, in the Responses API's own vocabulary (the openai SDK types it as a Literal).
 RESPONSES_TIER = {"on_demand": "default", "flex": "flex", "performance": "priority", "batch": "default"}
 
+# Chat request fields -> the Responses fields they were made from (first prefix that matches).
+_FIELD_NAMES = (
+    ("response_format.json_schema.", "text.format."),
+    ("response_format", "text.format"),
+    ("max_completion_tokens", "max_output_tokens"),
+    ("max_tokens", "max_output_tokens"),
+    ("reasoning_effort", "reasoning.effort"),
+    ("reasoning_format", "reasoning"),
+    ("include_reasoning", "reasoning"),
+    ("tool_choice.function.", "tool_choice."),
+)
+_MESSAGE = re.compile(r"messages\[(\d+)\](.*)")
+_TOOL = re.compile(r"tools\[(\d+)\]\.function(.*)")
 
-def to_chat_request(request: ResponseCreateRequest) -> ChatCompletionRequest:
-    """The equivalent chat request; validation errors keep the Responses field names in `param`."""
+
+@dataclass(frozen=True)
+class ChatTranslation:
+    """The chat request, and where each of its messages came from (to name fields in a 400)."""
+
+    chat: ChatCompletionRequest
+    # origins[i]: the Responses path messages[i] was made from ("instructions", "input", "input[2]").
+    origins: tuple[str, ...]
+
+    def rename(self, error: APIError) -> APIError:
+        return _rename(error, self.origins)
+
+
+async def start_response(
+    runtime: Runtime, principal: Principal, request: ResponseCreateRequest
+) -> AnyChatRun:
+    """Translate and admit a Responses request; its 400s name Responses fields, not chat ones."""
+    spec = runtime.registry.resolve(request.model)
+    translation = translate(request, reasoning_model=spec.reasoning)
+    try:
+        return await start_chat(runtime, principal, translation.chat)
+    except APIError as error:
+        translation.rename(error)
+        raise
+
+
+def translate(request: ResponseCreateRequest, *, reasoning_model: bool = False) -> ChatTranslation:
+    """The equivalent chat request. A reasoning model's thinking goes to a `reasoning` output item
+    (reasoning_format parsed), the way GroqCloud's Responses API returns it."""
     messages: list[dict[str, Any]] = []
+    origins: list[str] = []
     if request.instructions:
         messages.append({"role": "system", "content": request.instructions})
-    items = (
-        [MessageItem(role="user", content=request.input)] if isinstance(request.input, str) else request.input
-    )
-    for item in items:
+        origins.append("instructions")
+    if isinstance(request.input, str):
+        items: list[Any] = [MessageItem(role="user", content=request.input)]
+        paths = ["input"]
+    else:
+        items = list(request.input)
+        paths = [f"input[{i}]" for i in range(len(items))]
+    for item, path in zip(items, paths, strict=True):
         if isinstance(item, MessageItem):
             messages.append({"role": item.role, "content": item.text()})
+            origins.append(path)
         elif isinstance(item, FunctionCallItem):
             call = {
                 "id": item.call_id,
@@ -54,8 +108,12 @@ def to_chat_request(request: ResponseCreateRequest) -> ChatCompletionRequest:
                 last["tool_calls"].append(call)  # parallel calls share one assistant turn
             else:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+                origins.append(path)
         elif isinstance(item, FunctionCallOutputItem):
             messages.append({"role": "tool", "tool_call_id": item.call_id, "content": item.output})
+            origins.append(path)
+    if not messages:
+        raise InvalidRequest("`input` holds nothing to answer.", param="input", code="invalid_value")
     body: dict[str, Any] = {
         "model": request.model,
         "messages": messages,
@@ -84,7 +142,48 @@ def to_chat_request(request: ResponseCreateRequest) -> ChatCompletionRequest:
         body["response_format"] = {"type": fmt.type}
     if request.reasoning is not None and request.reasoning.effort is not None:
         body["reasoning_effort"] = request.reasoning.effort
-    return ChatCompletionRequest.model_validate(body)
+    if reasoning_model:
+        body["reasoning_format"] = "parsed"
+    try:
+        chat = ChatCompletionRequest.model_validate(body)
+    except APIError as error:
+        _rename(error, origins)
+        raise
+    except ValidationError as exc:  # the Responses request validated, so this is a gap in the mapping
+        first = exc.errors()[0]
+        param = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in first["loc"]).replace(".[", "[")
+        raise _rename(InvalidRequest(str(first["msg"]), param=param, code="invalid_value"), origins) from None
+    return ChatTranslation(chat, tuple(origins))
+
+
+def responses_param(param: str | None, origins: tuple[str, ...] | list[str]) -> str | None:
+    """A chat field path (`messages[1].content`, `max_completion_tokens`) as the Responses request
+    spells it (`input[0].content`, `max_output_tokens`); `origins` as in ChatTranslation."""
+    if param is None:
+        return None
+    if param == "messages":
+        return "input"
+    if match := _MESSAGE.fullmatch(param):
+        index, rest = int(match.group(1)), match.group(2)
+        origin = origins[index] if index < len(origins) else "input"
+        # Only message items keep the chat message's shape below them (`content`).
+        keeps_shape = origin.startswith("input") and rest.startswith(".content")
+        return origin + rest if keeps_shape else origin
+    if match := _TOOL.fullmatch(param):
+        return f"tools[{match.group(1)}]{match.group(2)}"
+    for chat_name, responses_name in _FIELD_NAMES:
+        if param.startswith(chat_name):
+            return responses_name + param[len(chat_name) :]
+    return param
+
+
+def _rename(error: APIError, origins: tuple[str, ...] | list[str]) -> APIError:
+    """The same error with its `param`, and that field where its message names it, in Responses terms."""
+    renamed = responses_param(error.param, origins)
+    if error.param is not None and renamed != error.param:
+        error.message = error.message.replace(f"`{error.param}`", f"`{renamed}`")
+        error.param = renamed
+    return error
 
 
 class ResponseShape:
@@ -95,6 +194,7 @@ class ResponseShape:
         self.run = run
         self.id = ids.response_id()
         self.message_id = ids.message_id()
+        self.reasoning_id = ids.short_id("rs")
         self.created_at = int(time.time())
         self.sequence = 0
 
@@ -150,25 +250,21 @@ class ResponseShape:
     def output(self) -> list[dict[str, Any]]:
         """Output items: reasoning (when parsed), the message (when there is text), then function calls."""
         reader = self.run.output
-        items: list[dict[str, Any]] = []
-        reasoning = reader.message_reasoning()
-        if reasoning:
-            items.append(
-                {
-                    "type": "reasoning",
-                    "id": ids.short_id("rs"),
-                    "summary": [],
-                    "content": [{"type": "reasoning_text", "text": reasoning}],
-                }
-            )
         text = reader.message_content()
-        if text or not reader.tool_calls:
-            items.append(self.message_item(text or "", "completed"))
-        for call in reader.tool_calls:
+        return self.items(reader.message_reasoning(), text if text or not reader.tool_calls else None)
+
+    def items(self, reasoning: str | None, text: str | None) -> list[dict[str, Any]]:
+        """The output list in its one order; `text` None: no message item."""
+        items: list[dict[str, Any]] = []
+        if reasoning:
+            items.append(self.reasoning_item(reasoning, "completed"))
+        if text is not None:
+            items.append(self.message_item(text, "completed"))
+        for call in self.run.output.tool_calls:
             items.append(
                 {
                     "type": "function_call",
-                    "id": ids.short_id("fc"),
+                    "id": "fc_" + call.id.removeprefix("call_"),
                     "call_id": call.id,
                     "name": call.name,
                     "arguments": call.arguments,
@@ -176,6 +272,16 @@ class ResponseShape:
                 }
             )
         return items
+
+    def reasoning_item(self, text: str | None, status: str) -> dict[str, Any]:
+        content = [] if text is None else [{"type": "reasoning_text", "text": text}]
+        return {
+            "type": "reasoning",
+            "id": self.reasoning_id,
+            "summary": [],
+            "content": content,
+            "status": status,
+        }
 
     def message_item(self, text: str | None, status: str) -> dict[str, Any]:
         content = [] if text is None else [self.text_part(text)]
@@ -196,34 +302,63 @@ class ResponseShape:
         return {"type": kind, "sequence_number": self.sequence - 1, **fields}
 
     async def stream(self) -> AsyncIterator[dict[str, Any]]:
-        """The event sequence the openai SDK expects, text deltas as the model writes them."""
+        """The event sequence the openai SDK expects, text as the model writes it.
+
+        Items get their output_index in the order they open: reasoning (the model thinks first),
+        the message, then each function call. The final `output` is built from what was streamed,
+        so it lists the same items at the same indices.
+        """
         yield self.event("response.created", response=self.body("in_progress"))
         yield self.event("response.in_progress", response=self.body("in_progress"))
-        item = {"item_id": self.message_id, "output_index": 0, "content_index": 0}
-        opened = False
-        text: list[str] = []
+        reasoning: _Part | None = None
+        message: _Part | None = None
         async for piece in self.run.events():
-            if not piece.content:
-                continue
-            if not opened:
-                opened = True
+            if piece.reasoning and message is None:
+                if reasoning is None and piece.reasoning.strip():
+                    reasoning = _Part(self.reasoning_id, 0)
+                    yield self.event(
+                        "response.output_item.added",
+                        output_index=0,
+                        item=self.reasoning_item(None, "in_progress"),
+                    )
+                    part = {"type": "reasoning_text", "text": ""}
+                    yield self.event("response.content_part.added", **reasoning.where, part=part)
+                if reasoning is not None:
+                    delta = reasoning.add(piece.reasoning)
+                    if delta:
+                        yield self.event("response.reasoning_text.delta", **reasoning.where, delta=delta)
+            if piece.content:
+                if message is None:
+                    if reasoning is not None:
+                        for event in self._close_reasoning(reasoning):
+                            yield event
+                    message = _Part(self.message_id, 0 if reasoning is None else 1)
+                    yield self.event(
+                        "response.output_item.added",
+                        output_index=message.index,
+                        item=self.message_item(None, "in_progress"),
+                    )
+                    yield self.event("response.content_part.added", **message.where, part=self.text_part(""))
+                message.text.append(piece.content)
                 yield self.event(
-                    "response.output_item.added", output_index=0, item=self.message_item(None, "in_progress")
+                    "response.output_text.delta", **message.where, delta=piece.content, logprobs=[]
                 )
-                yield self.event("response.content_part.added", **item, part=self.text_part(""))
-            text.append(piece.content)
-            yield self.event("response.output_text.delta", **item, delta=piece.content, logprobs=[])
-        output = self.output()
-        if opened:
-            full = "".join(text)
-            yield self.event("response.output_text.done", **item, text=full, logprobs=[])
-            yield self.event("response.content_part.done", **item, part=self.text_part(full))
-            done = next(i for i in output if i["type"] == "message")
-            yield self.event("response.output_item.done", output_index=0, item=done)
-        index = 1 if opened else 0
-        for out in output:
-            if out["type"] == "message" and opened:
-                continue
+        if reasoning is not None and message is None:
+            for event in self._close_reasoning(reasoning):
+                yield event
+        if message is not None:
+            full = message.full()
+            yield self.event("response.output_text.done", **message.where, text=full, logprobs=[])
+            yield self.event("response.content_part.done", **message.where, part=self.text_part(full))
+            done = self.message_item(full, "completed")
+            yield self.event("response.output_item.done", output_index=message.index, item=done)
+        # A message item is listed when text was streamed, or when there is nothing else to list.
+        text = message.full() if message is not None else None
+        if text is None and not self.run.output.tool_calls:
+            text = ""
+        output = self.items(reasoning.full().strip() if reasoning else None, text)
+        streamed = (reasoning is not None) + (message is not None)
+        for index, out in enumerate(output[streamed:], start=streamed):
             yield self.event(
                 "response.output_item.added", output_index=index, item={**out, "status": "in_progress"}
             )
@@ -236,10 +371,45 @@ class ResponseShape:
                     name=out["name"],
                 )
             yield self.event("response.output_item.done", output_index=index, item=out)
-            index += 1
         final = self.body("completed", output)
         kind = "response.incomplete" if final["status"] == "incomplete" else "response.completed"
         yield self.event(kind, response=final)
+
+    def _close_reasoning(self, reasoning: _Part) -> list[dict[str, Any]]:
+        text = reasoning.full().strip()
+        part = {"type": "reasoning_text", "text": text}
+        return [
+            self.event("response.reasoning_text.done", **reasoning.where, text=text),
+            self.event("response.content_part.done", **reasoning.where, part=part),
+            self.event(
+                "response.output_item.done",
+                output_index=reasoning.index,
+                item=self.reasoning_item(text, "completed"),
+            ),
+        ]
+
+
+@dataclass
+class _Part:
+    """One streamed output item's text so far."""
+
+    item_id: str
+    index: int
+    text: list[str] = field(default_factory=list)
+
+    @property
+    def where(self) -> dict[str, Any]:
+        return {"item_id": self.item_id, "output_index": self.index, "content_index": 0}
+
+    def add(self, delta: str) -> str:
+        """Record a delta; the text's leading whitespace is dropped (the finished item is stripped)."""
+        if not self.full().strip():
+            delta = delta.lstrip()
+        self.text.append(delta)
+        return delta
+
+    def full(self) -> str:
+        return "".join(self.text)
 
 
 def _tool_choice(request: ResponseCreateRequest) -> Any:
