@@ -362,6 +362,9 @@ def main() -> None:
         "--rate", type=float, help="offered requests/s, instead of --load x measured capacity"
     )
     parser.add_argument("--parallel", type=int, default=2, help="server slots (--parallel)")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="llama.cpp threads (--threads; 0 = every core)"
+    )
     parser.add_argument("--max-tokens", type=int, default=24)
     parser.add_argument("--mix", type=parse_mix, default=parse_mix("performance=0.1,on_demand=0.6,flex=0.3"))
     parser.add_argument("--seed", type=int, default=7)
@@ -371,7 +374,8 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="tiergate-bench-"))
     try:
-        with serve(work / "tiered", "--parallel", str(args.parallel)) as server:
+        engine = ("--parallel", str(args.parallel), "--threads", str(args.threads))
+        with serve(work / "tiered", *engine) as server:
             capacity, service = asyncio.run(
                 calibrate(server, args.parallel, args.max_tokens, args.calibration_rounds)
             )
@@ -385,7 +389,7 @@ def main() -> None:
             )
             tiered = asyncio.run(drive(server, "tiered", arrivals, args.max_tokens, args.drain))
         print("tiered run done; starting the FIFO server", flush=True)
-        with serve(work / "fifo", "--parallel", str(args.parallel), "--fifo") as server:
+        with serve(work / "fifo", *engine, "--fifo") as server:
             asyncio.run(calibrate(server, args.parallel, args.max_tokens, 1))  # same warm-up
             fifo = asyncio.run(drive(server, "fifo", arrivals, args.max_tokens, args.drain))
         print("\n".join(report(tiered, fifo, service)))
