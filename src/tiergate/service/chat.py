@@ -8,7 +8,6 @@ whose `finish()` frees the slot and settles the limits exactly once, also when t
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,20 +15,20 @@ from typing import Any
 import anyio
 import orjson
 
-from tiergate import ids
 from tiergate.auth import Principal
 from tiergate.engines.audio_models import AUDIO_ENGINES
 from tiergate.engines.base import Engine, ModelSpec, PreparedPrompt, SamplingParams
 from tiergate.engines.upstream import UpstreamEngine
 from tiergate.errors import APIError, EngineFailure, InvalidRequest, ServiceUnavailable
-from tiergate.generation.output import OutputDelta, OutputPlan, OutputReader
+from tiergate.generation.output import OutputDelta, OutputReader
 from tiergate.generation.stops import StopMatch, StopMatcher
 from tiergate.schemas.chat import ChatCompletionRequest, Message
 from tiergate.service.chat_plan import fit_to_prompt, plan_output
 from tiergate.service.chat_remote import RemoteChatRun, start_remote_chat
+from tiergate.service.run import AdmittedRun
 from tiergate.service.runtime import Runtime
 from tiergate.service.usage import Usage
-from tiergate.tiers.admission import Admitted, Who
+from tiergate.tiers.admission import Who
 from tiergate.tiers.limits import Cost
 from tiergate.tiers.policy import candidate_tiers
 
@@ -37,47 +36,24 @@ from tiergate.tiers.policy import candidate_tiers
 _MIN_TEMPERATURE = 1e-8
 
 
-@dataclass
-class ChatRun:
+@dataclass(kw_only=True)
+class ChatRun(AdmittedRun):
     """One admitted chat request, generating on its slot."""
 
-    runtime: Runtime
-    who: Who
-    spec: ModelSpec
     engine: Engine
     prompt: PreparedPrompt
     params: SamplingParams
     stops: list[str]
-    admitted: Admitted
-    started_at: float
-    plan: OutputPlan = field(default_factory=OutputPlan)
-    completion_id: str = field(default_factory=ids.completion_id)
-    request_id: str = field(default_factory=ids.request_id)
-    created: int = field(default_factory=lambda: int(time.time()))
-    finish_reason: str | None = None
     usage: Usage = field(init=False)
     output: OutputReader = field(init=False)
-    _finished: bool = False
 
     def __post_init__(self) -> None:
         self.usage = Usage(prompt_tokens=len(self.prompt.tokens), queue_time=self.admitted.queue_time)
         self.output = OutputReader(self.plan)
 
     @property
-    def tier(self) -> str:
-        return self.admitted.tier
-
-    @property
-    def model(self) -> str:
-        return self.spec.id
-
-    @property
     def fingerprint(self) -> str:
         return getattr(self.engine, "fingerprint", "fp_0000000000")
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {**self.admitted.headers, "x-request-id": self.request_id}
 
     async def events(self) -> AsyncIterator[OutputDelta]:
         """Yield content, reasoning and tool calls as they are produced; stop strings never appear.

@@ -14,25 +14,24 @@ The `RemoteChatRun` it returns has ChatRun's surface (`events()`, `finish()`, `u
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 
-from tiergate import ids
 from tiergate.auth import Principal
 from tiergate.engines.base import ModelSpec
 from tiergate.engines.upstream import UpstreamEngine, UpstreamReply
 from tiergate.errors import BadGateway, InvalidRequest
-from tiergate.generation.output import OutputDelta, OutputPlan
+from tiergate.generation.output import OutputDelta
 from tiergate.generation.upstream_output import GarbledAnswer, UpstreamOutput
 from tiergate.schemas.chat import ChatCompletionRequest
 from tiergate.service.chat_plan import plan_output
+from tiergate.service.run import AdmittedRun
 from tiergate.service.runtime import Runtime
 from tiergate.service.usage import Usage
-from tiergate.tiers.admission import Admitted, Who
+from tiergate.tiers.admission import Who
 from tiergate.tiers.limits import Cost
 from tiergate.tiers.policy import candidate_tiers
 
@@ -44,46 +43,23 @@ _LEGACY = {"functions", "function_call"}
 _CHARS_PER_TOKEN = 4
 
 
-@dataclass
-class RemoteChatRun:
+@dataclass(kw_only=True)
+class RemoteChatRun(AdmittedRun):
     """One admitted chat request answered by an upstream; see ChatRun for the contract."""
 
-    runtime: Runtime
-    who: Who
-    spec: ModelSpec
-    admitted: Admitted
     reply: UpstreamReply
-    started_at: float
     counted_prompt_tokens: int
-    plan: OutputPlan = field(default_factory=OutputPlan)
-    completion_id: str = field(default_factory=ids.completion_id)
-    request_id: str = field(default_factory=ids.request_id)
-    created: int = field(default_factory=lambda: int(time.time()))
-    finish_reason: str | None = None
     usage: Usage = field(init=False)
     output: UpstreamOutput = field(init=False)
-    _finished: bool = False
 
     def __post_init__(self) -> None:
         self.usage = Usage(prompt_tokens=self.counted_prompt_tokens, queue_time=self.admitted.queue_time)
         self.output = UpstreamOutput(self.plan)
 
     @property
-    def tier(self) -> str:
-        return self.admitted.tier
-
-    @property
-    def model(self) -> str:
-        return self.spec.id
-
-    @property
     def fingerprint(self) -> str:
         """The only place a client can see that an upstream served it, and of which kind."""
         return f"fp_upstream_{self.reply.kind.replace('-', '_')}"
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {**self.admitted.headers, "x-request-id": self.request_id}
 
     async def events(self) -> AsyncIterator[OutputDelta]:
         """Content and reasoning as the upstream sends them; tool calls whole, at the end. Then the
