@@ -91,3 +91,15 @@ def test_piper_is_found_as_a_command_but_never_imported_into_tiergate() -> None:
         "assert not [m for m in sys.modules if m == 'piper' or m.startswith('piper.')]\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_a_voice_config_away_from_its_model_is_refused(tmp_path: Path) -> None:
+    # Piper reads <model>.json beside the model whatever --config says: refuse a config elsewhere.
+    model = write(tmp_path / "voice.onnx", b"onnx")
+    write(tmp_path / "voice.onnx.json", b'{"audio": {"sample_rate": 22050}}')
+    elsewhere = write(tmp_path / "other" / "voice.json", b'{"audio": {"sample_rate": 16000}}')
+    spec = ModelSpec(
+        id="tts", engine="piper", options={"voices": {"joe": {"model": str(model), "config": str(elsewhere)}}}
+    )
+    with pytest.raises(WeightsUnavailable, match="reads its config from"):
+        ensure_voices(spec, tmp_path / "models")

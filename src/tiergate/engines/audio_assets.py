@@ -75,6 +75,13 @@ def ensure_voices(spec: ModelSpec, models_dir: Path) -> list[VoiceFiles]:
     for name, entry in voices.items():
         model = _single(str(entry["model"]), spec.id)
         config = _single(str(entry.get("config") or f"{entry['model']}.json"), spec.id)
+        if config != model.with_name(model.name + ".json"):
+            # Piper reads `<model>.json` beside the model whatever --config says: a config elsewhere
+            # would not be the one tiergate read the sample rate from.
+            raise WeightsUnavailable(
+                f"model {spec.id!r}: voice {name!r}: Piper reads its config from "
+                f"{str(model) + '.json'!r}; put {str(config)!r} there"
+            )
         marker = Path(models_dir) / f"{safe_name(spec.id)}--{safe_name(name)}"
         for path, sha256, suffix in (
             (model, entry.get("sha256"), ".onnx.sha256"),
