@@ -61,6 +61,8 @@ def ok_body(**kw: Any) -> dict[str, Any]:
         ({"logit_bias": {"1": 2}}, "logit_bias"),
         ({"top_logprobs": 2}, "top_logprobs"),
         ({"tools": [{"type": "function", "function": {"name": "bad name!"}}]}, "tools[0].function.name"),
+        ({"tools": [{"type": "function", "function": {"name": f"t{i}"}} for i in range(129)]}, "tools"),
+        ({"tools": [{"type": "function", "function": {"name": "x" * 65}}]}, "tools[0].function.name"),
         ({"model": ""}, "model"),
         ({"stream_options": {"include_usage": True}}, "stream_options"),
     ],
