@@ -16,6 +16,17 @@ from tiergate.engines.base import PreparedPrompt, SamplingParams, TokenDelta
 from tiergate.store import open_store, tenancy
 from tiergate.tiers.scheduler import Scheduler
 
+# What the model emits for two parallel calls, split as Qwen's tokens come: a newline between them.
+TWO_WEATHER_CALLS = [
+    "<tool_call>",
+    '\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n',
+    "</tool_call>",
+    "\n",
+    "<tool_call>",
+    '\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n',
+    "</tool_call>",
+]
+
 
 class RecordingEngine(ScriptedEngine):
     """A ScriptedEngine that keeps what it was asked for; `prompt_ends` is appended to every prompt,

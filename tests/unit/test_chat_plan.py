@@ -13,18 +13,10 @@ from typing import Any
 import pytest
 
 from tests.grammar_check import Vocabulary, vocabulary
+from tests.scripted_app import TWO_WEATHER_CALLS as CALLS
 from tests.scripted_app import RecordingEngine, post, scripted_app, sse_data
 
 THINKING = ["<think>", "The user", " wants 4.", "</think>", "\n\n", "The answer", " is 4."]
-CALLS = [
-    "<tool_call>",
-    '\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n',
-    "</tool_call>",
-    "\n",
-    "<tool_call>",
-    '\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n',
-    "</tool_call>",
-]
 WEATHER = {
     "type": "function",
     "function": {

@@ -12,20 +12,12 @@ import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
+from tests.scripted_app import TWO_WEATHER_CALLS as CALLS
 from tests.scripted_app import RecordingEngine, post, scripted_app
 from tiergate.errors import APIError
 from tiergate.schemas.responses import ResponseCreateRequest
 from tiergate.service.responses import ResponseShape, start_response
 
-CALLS = [
-    "<tool_call>",
-    '\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n',
-    "</tool_call>",
-    "\n",
-    "<tool_call>",
-    '\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n',
-    "</tool_call>",
-]
 THINKING = ["<think>", "\nCount", " the r's.", "\n</think>", "\n\n", "Three", "."]
 TOOL = {
     "type": "function",
