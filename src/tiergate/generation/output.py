@@ -10,6 +10,7 @@ broken promise is a 400 carrying `failed_generation` (GroqCloud's `json_validate
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,49 +128,10 @@ class OutputReader:
 
     def check(self) -> None:
         """Raise the 400 GroqCloud gives when the output broke the request's contract."""
-        failed = "".join(self.raw)
-        if self._calls is not None:
-            if self._calls.failed is not None:
-                raise _failed("Failed to parse tool call arguments as JSON", "tool_use_failed", failed)
-            specs = {tool.name: tool for tool in self.plan.tools}
-            for call in self.tool_calls:
-                spec = specs.get(call.name)
-                if spec is None:
-                    if self.plan.check_tool_names:
-                        raise _failed(
-                            f"Tool call validation failed: attempted to call tool '{call.name}' which was "
-                            "not in request.tools",
-                            "tool_use_failed",
-                            failed,
-                        )
-                    continue
-                reason = validation_error(json.loads(call.arguments), spec.parameters or {})
-                if reason is not None:
-                    raise _failed(
-                        f"Tool call validation failed: parameters for tool {call.name} did not match "
-                        f"schema: {reason}",
-                        "tool_use_failed",
-                        failed,
-                    )
-        if self.plan.json is None or self.tool_calls:
-            return
-        text = "".join(self.content)
-        try:
-            value = json.loads(text)
-        except ValueError:
-            raise _failed(
-                "Failed to generate JSON. Please adjust your prompt.", "json_validate_failed", text
-            ) from None
-        if self.plan.json == "object" and not isinstance(value, dict):
-            raise _failed("JSON mode output must be a JSON object.", "json_validate_failed", text) from None
-        if self.plan.json == "schema" and self.plan.schema is not None:
-            reason = validation_error(value, self.plan.schema)
-            if reason is not None:
-                raise _failed(
-                    f"Generated JSON does not match the expected schema {reason}",
-                    "json_validate_failed",
-                    text,
-                )
+        unparsed = self._calls is not None and self._calls.failed is not None
+        check_answer(
+            self.plan, "".join(self.content), self.tool_calls, "".join(self.raw), unparsed_calls=unparsed
+        )
 
     def _thinking(self) -> bool:
         if self._splitter is not None:
@@ -196,6 +158,60 @@ class OutputReader:
     def _record(self, content: str, calls: tuple[ToolCall, ...]) -> None:
         self.content.append(content)
         self.tool_calls.extend(calls)
+
+
+def check_answer(
+    plan: OutputPlan,
+    content: str,
+    tool_calls: Sequence[ToolCall],
+    failed: str,
+    *,
+    unparsed_calls: bool = False,
+) -> None:
+    """A finished answer against the promises of its plan, whichever engine produced it: tool calls
+    name offered tools with arguments valid for them, JSON mode parses, a schema validates. A broken
+    promise is GroqCloud's 400 with `failed` as `failed_generation` (the content for JSON errors)."""
+    if plan.tools:
+        if unparsed_calls:
+            raise _failed("Failed to parse tool call arguments as JSON", "tool_use_failed", failed)
+        specs = {tool.name: tool for tool in plan.tools}
+        for call in tool_calls:
+            spec = specs.get(call.name)
+            if spec is None:
+                if plan.check_tool_names:
+                    raise _failed(
+                        f"Tool call validation failed: attempted to call tool '{call.name}' which was "
+                        "not in request.tools",
+                        "tool_use_failed",
+                        failed,
+                    )
+                continue
+            reason = validation_error(json.loads(call.arguments), spec.parameters or {})
+            if reason is not None:
+                raise _failed(
+                    f"Tool call validation failed: parameters for tool {call.name} did not match "
+                    f"schema: {reason}",
+                    "tool_use_failed",
+                    failed,
+                )
+    if plan.json is None or tool_calls:
+        return
+    try:
+        value = json.loads(content)
+    except ValueError:
+        raise _failed(
+            "Failed to generate JSON. Please adjust your prompt.", "json_validate_failed", content
+        ) from None
+    if plan.json == "object" and not isinstance(value, dict):
+        raise _failed("JSON mode output must be a JSON object.", "json_validate_failed", content) from None
+    if plan.json == "schema" and plan.schema is not None:
+        reason = validation_error(value, plan.schema)
+        if reason is not None:
+            raise _failed(
+                f"Generated JSON does not match the expected schema {reason}",
+                "json_validate_failed",
+                content,
+            )
 
 
 def _failed(message: str, code: str, generation: str) -> InvalidRequest:

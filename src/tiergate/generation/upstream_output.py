@@ -12,7 +12,7 @@ id or name.
 Anything not shaped like a chat completion (a `function` that is not an object, arguments that are
 neither text nor an object, choices that are not a list, ...) raises GarbledAnswer: the caller turns it
 into a 502, or an SSE error event once the stream has started. `check()` then holds the answer to
-what the request asked for, with the embedded engine's own checks (OutputReader.check): JSON mode
+what the request asked for, with the embedded engine's own checks (output.check_answer): JSON mode
 parses, a schema validates, tool calls name offered tools with arguments that parse and validate;
 a broken promise is GroqCloud's 400 (`json_validate_failed`, `tool_use_failed`).
 """
@@ -27,7 +27,7 @@ import orjson
 
 from tiergate import ids
 from tiergate.errors import InvalidRequest
-from tiergate.generation.output import OutputDelta, OutputPlan, OutputReader
+from tiergate.generation.output import OutputDelta, OutputPlan, check_answer
 from tiergate.generation.reasoning import THINK_CLOSE, THINK_OPEN
 from tiergate.generation.tool_calls import ToolCall
 
@@ -137,12 +137,8 @@ class UpstreamOutput:
                     code="tool_use_failed",
                     extra={"failed_generation": generation},
                 )
-        reader = OutputReader(self.plan)
-        reader.raw.append(generation)
-        reader.content.append("".join(self.content))
-        reader.tool_calls.extend(self.tool_calls)
         try:
-            reader.check()
+            check_answer(self.plan, "".join(self.content), self.tool_calls, generation)
         except RecursionError:  # a JSON value nested deeper than the validator can walk
             code = "tool_use_failed" if self.tool_calls else "json_validate_failed"
             text = generation if self.tool_calls else "".join(self.content)
