@@ -23,7 +23,7 @@ from tiergate.errors import APIError, EngineFailure, InvalidRequest, ServiceUnav
 from tiergate.generation.output import OutputDelta, OutputReader
 from tiergate.generation.stops import StopMatch, StopMatcher
 from tiergate.schemas.chat import ChatCompletionRequest, Message
-from tiergate.service.chat_plan import fit_to_prompt, plan_output
+from tiergate.service.chat_plan import asked_max_tokens, fit_to_prompt, plan_output
 from tiergate.service.chat_remote import RemoteChatRun, start_remote_chat
 from tiergate.service.run import AdmittedRun
 from tiergate.service.runtime import Runtime
@@ -301,15 +301,7 @@ async def _admit_chat(
             code="context_length_exceeded",
         )
     room = min(window - prompt_tokens, spec.max_completion_tokens)
-    asked = request.requested_max_tokens
-    param = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
-    if asked is not None and asked > spec.max_completion_tokens:
-        raise InvalidRequest(
-            f"`{param}` must be less than or equal to `{spec.max_completion_tokens}`, the maximum value "
-            f"for `{param}` is less than the `context_window` for this model",
-            param=param,
-            code="invalid_value",
-        )
+    asked = asked_max_tokens(request, spec)
     max_tokens = min(asked, room) if asked is not None else room
 
     # Only the templated prompt shows whether the think block is ahead, open or past.

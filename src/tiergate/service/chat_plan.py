@@ -101,6 +101,20 @@ def plan_output(
     return plan, template_tools
 
 
+def asked_max_tokens(request: ChatCompletionRequest, spec: ModelSpec) -> int | None:
+    """The completion tokens the request asks for (None: not set); 400 above the model's maximum."""
+    asked = request.requested_max_tokens
+    if asked is not None and asked > spec.max_completion_tokens:
+        param = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
+        raise InvalidRequest(
+            f"`{param}` must be less than or equal to `{spec.max_completion_tokens}`, the maximum value "
+            f"for `{param}` is less than the `context_window` for this model",
+            param=param,
+            code="invalid_value",
+        )
+    return asked
+
+
 def fit_to_prompt(plan: OutputPlan, prompt_text: str, prefill: str | None) -> OutputPlan:
     """Where the templated prompt leaves a reasoning model: before, inside or past its think block.
 

@@ -23,11 +23,11 @@ import anyio
 from tiergate.auth import Principal
 from tiergate.engines.base import ModelSpec
 from tiergate.engines.upstream import UpstreamEngine, UpstreamReply
-from tiergate.errors import BadGateway, InvalidRequest
+from tiergate.errors import BadGateway
 from tiergate.generation.output import OutputDelta
 from tiergate.generation.upstream_output import GarbledAnswer, UpstreamOutput
 from tiergate.schemas.chat import ChatCompletionRequest
-from tiergate.service.chat_plan import plan_output
+from tiergate.service.chat_plan import asked_max_tokens, plan_output
 from tiergate.service.run import AdmittedRun
 from tiergate.service.runtime import Runtime
 from tiergate.service.usage import Usage
@@ -173,15 +173,7 @@ async def start_remote_chat(
     plan, _ = plan_output(request, spec)  # the grammar it builds goes unused: the upstream constrains
     if tiers == ("flex",) and (runtime.schedulers[spec.id].flex_is_hopeless() or engine.saturated()):
         raise runtime.admission.flex_refusal()
-    asked = request.requested_max_tokens
-    if asked is not None and asked > spec.max_completion_tokens:
-        param = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
-        raise InvalidRequest(
-            f"`{param}` must be less than or equal to `{spec.max_completion_tokens}`, the maximum value "
-            f"for `{param}` is less than the `context_window` for this model",
-            param=param,
-            code="invalid_value",
-        )
+    asked = asked_max_tokens(request, spec)
     body = forward_body(request)
     prompt_tokens = await engine.count_prompt(body)
     cost = Cost(requests=1, tokens=prompt_tokens + (asked or spec.max_completion_tokens))
