@@ -9,6 +9,8 @@ It records what the gateway forwards (to assert tier fields) and misbehaves on r
     boom      500
     bad       400 with an OpenAI-style error body
     cut       a stream that stops after one chunk, without [DONE]
+    unfinished  a stream that sends [DONE] after one chunk, with no finish_reason (llama-cpp-python's
+              server does this when another request interrupts it)
     slow      a stream of 200 chunks, 50 ms apart; `hung_up` counts the times the reader left early
     notjson, wrongjson, badargs, othertool, badfunction
               a well-formed answer that breaks a promise (text that is not JSON, JSON off the schema,
@@ -163,7 +165,7 @@ def _handler(fake: FakeUpstream) -> type[BaseHTTPRequestHandler]:
             message = MESSAGES.get(model, ECHO)
             head, space, tail = (message["content"] or "").partition(" ")
             events = [_chunk({"role": "assistant", "content": ""}), _chunk({"content": head})]
-            if model != "cut":
+            if model not in ("cut", "unfinished"):
                 if tail:
                     events.append(_chunk({"content": space + tail}))
                 calls = message.get("tool_calls") or []

@@ -43,6 +43,9 @@ class LlamaServer:
         log = self.log_path.open("ab")
         command = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.gguf)]
         command += ["--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "2048", "--verbose", "False"]
+        # Its default cuts a running stream short whenever another request arrives (our health checks
+        # too); docs/deployment.md says to run it this way.
+        command += ["--interrupt_requests", "False"]
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

@@ -81,6 +81,7 @@ def gateway(
             _model("boom", url, "boom", "generic"),
             _model("bad", url, "bad", "generic"),
             _model("cut", url, "cut", "generic"),
+            _model("unfinished", url, "unfinished", "generic"),
             _model("slow", url, "slow", "generic"),
             _model("dead", f"http://127.0.0.1:{free_port()}/v1", "echo", "generic"),
             _model("loaded", loaded.base_url, "echo", "vllm", load_interval=0.1),
@@ -224,8 +225,9 @@ def test_an_upstream_4xx_is_passed_through_once_and_never_retried(
     assert len(fakes[0].bodies("bad")) == before + 1
 
 
-def test_a_stream_cut_midway_ends_with_an_error_event_not_a_hang(gateway: LiveServer) -> None:
-    body = {"model": "cut", "messages": HI, "stream": True}
+@pytest.mark.parametrize("model", ["cut", "unfinished"])
+def test_a_stream_cut_midway_ends_with_an_error_event_not_a_hang(gateway: LiveServer, model: str) -> None:
+    body = {"model": model, "messages": HI, "stream": True}
     headers = {"authorization": f"Bearer {gateway.api_key}"}
     with httpx.stream("POST", f"{gateway.root}{CHAT}", json=body, headers=headers, timeout=10) as response:
         assert response.status_code == 200

@@ -84,6 +84,11 @@ class RemoteChatRun(AdmittedRun):
                         )
                     if piece:
                         yield piece
+                if output.finish_reason is None:
+                    # [DONE] with no finish_reason: cut short (llama-cpp-python's server does this
+                    # to a stream when any other request arrives, a health check included).
+                    reply.broke("stream ended without a finish_reason")
+                    raise BadGateway("The upstream's stream broke off before the answer was complete.")
                 if piece := output.flush():
                     yield piece
             self.finish_reason = output.finish_reason or "stop"
