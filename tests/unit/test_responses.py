@@ -16,7 +16,8 @@ from tests.scripted_app import TWO_WEATHER_CALLS as CALLS
 from tests.scripted_app import RecordingEngine, post, scripted_app
 from tiergate.errors import APIError
 from tiergate.schemas.responses import ResponseCreateRequest
-from tiergate.service.responses import ResponseShape, start_response
+from tiergate.service.response_shape import ResponseShape
+from tiergate.service.responses import start_response
 
 THINKING = ["<think>", "\nCount", " the r's.", "\n</think>", "\n\n", "Three", "."]
 TOOL = {

@@ -15,7 +15,8 @@ from tiergate.api.hangup import ClientGone, ClientWatch, client_closed
 from tiergate.errors import APIError
 from tiergate.schemas.responses import ResponseCreateRequest
 from tiergate.service.chat import AnyChatRun, complete
-from tiergate.service.responses import ResponseShape, start_response
+from tiergate.service.response_shape import ResponseShape
+from tiergate.service.responses import start_response
 
 router = APIRouter()
 log = logging.getLogger("tiergate.responses")

@@ -29,7 +29,6 @@ import codecs
 import contextlib
 import ctypes
 import hashlib
-import json
 import logging
 import os
 import queue
@@ -38,7 +37,6 @@ import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +45,11 @@ from typing import Any
 # gives ~19. On a CPU shared with other busy processes the spinning threads can stall each other
 # (2 threads fell to ~1.3 tok/s in one measurement); operators there set OMP_WAIT_POLICY=PASSIVE
 # before starting tiergate. See docs/benchmarks.md.
-import jinja2
-import jinja2.ext
 import llama_cpp
 import numpy as np
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from tiergate.engines.base import ModelSpec, PreparedPrompt, SamplingParams, TokenDelta
+from tiergate.engines.chat_template import ChatTemplate
 from tiergate.errors import EngineFailure, InvalidRequest
 
 log = logging.getLogger(__name__)
@@ -62,72 +58,6 @@ log = logging.getLogger(__name__)
 _GREEDY_BELOW = 1e-6
 # llama.cpp treats this seed as "pick one at random"; a request asking for it gets its neighbour.
 _RANDOM_SEED = 0xFFFFFFFF
-
-
-class _TemplateRejected(Exception):
-    """raise_exception() called by the chat template: its message was written for users."""
-
-
-class _ChatTemplate:
-    """The GGUF's `tokenizer.chat_template`, rendered the way transformers and llama.cpp do."""
-
-    def __init__(self, source: str, bos_token: str, eos_token: str) -> None:
-        env = ImmutableSandboxedEnvironment(
-            loader=jinja2.BaseLoader(),
-            trim_blocks=True,
-            lstrip_blocks=True,
-            extensions=[jinja2.ext.loopcontrols],
-        )
-        env.filters["tojson"] = _tojson
-        env.globals["raise_exception"] = _raise_template_error
-        env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
-        self._template = env.from_string(source)
-        self._bos = bos_token
-        self._eos = eos_token
-
-    def render(
-        self,
-        messages: list[dict[str, Any]],
-        tools: list[dict[str, Any]] | None,
-        continue_final_message: bool,
-    ) -> str:
-        messages = [_template_message(m) for m in messages]
-        if not continue_final_message:
-            return self._render(messages, tools, add_generation_prompt=True)
-        if not messages or messages[-1].get("role") != "assistant":
-            raise InvalidRequest(
-                "continue_final_message needs the last message to be from the assistant", param="messages"
-            )
-        prefill = messages[-1].get("content") or ""
-        if not isinstance(prefill, str):
-            raise InvalidRequest("an assistant prefill must be plain text", param="messages")
-        if not prefill:
-            # Nothing to continue: the prompt is the open assistant turn itself.
-            return self._render(messages[:-1], tools, add_generation_prompt=True)
-        # Render the whole turn and cut right after the prefill text: this drops the end-of-turn marker
-        # whatever the template calls it (transformers does the same for continue_final_message).
-        text = self._render(messages, tools, add_generation_prompt=False)
-        cut = text.rfind(prefill)
-        if cut < 0:  # the template stripped whitespace from the content
-            prefill = prefill.strip()
-            cut = text.rfind(prefill)
-        if cut < 0:
-            raise InvalidRequest("the assistant prefill could not be placed in the prompt", param="messages")
-        return text[: cut + len(prefill)]
-
-    def _render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, **kw: Any) -> str:
-        try:
-            return self._template.render(
-                messages=messages, tools=tools or None, bos_token=self._bos, eos_token=self._eos, **kw
-            )
-        except _TemplateRejected as exc:
-            raise InvalidRequest(
-                f"The chat template rejected the messages: {exc}", param="messages"
-            ) from None
-        except jinja2.TemplateError:
-            raise InvalidRequest(
-                "The messages could not be formatted with the model's chat template", param="messages"
-            ) from None
 
 
 Emit = Callable[[TokenDelta | None], None]
@@ -195,7 +125,7 @@ class LlamaCppEngine:
         if not template:
             raise EngineFailure(f"The model `{spec.id}` has no chat template.")
         eos = llama_cpp.llama_vocab_eos(self._vocab)
-        self._template = _ChatTemplate(
+        self._template = ChatTemplate(
             template.decode("utf-8"), self._piece_text(self._bos), self._piece_text(eos)
         )
         basis = f"{spec.sha256 or model_path.name}:{llama_cpp.__version__}".encode()
@@ -566,36 +496,3 @@ def _seed(seed: int | None) -> int:
         return random.randrange(_RANDOM_SEED)
     seed %= 2**32
     return seed - 1 if seed == _RANDOM_SEED else seed
-
-
-def _template_message(message: dict[str, Any]) -> dict[str, Any]:
-    """Tool-call arguments arrive as JSON text (OpenAI wire format); templates `tojson` them as objects."""
-    calls = message.get("tool_calls")
-    if not calls:
-        return message
-    converted = []
-    for call in calls:
-        function = dict(call.get("function") or {})
-        arguments = function.get("arguments")
-        if isinstance(arguments, str):
-            with contextlib.suppress(ValueError):
-                function["arguments"] = json.loads(arguments)
-        converted.append({**call, "function": function})
-    return {**message, "tool_calls": converted}
-
-
-def _tojson(
-    value: Any,
-    ensure_ascii: bool = False,
-    indent: int | None = None,
-    separators: tuple[str, str] | None = None,
-    sort_keys: bool = False,
-) -> str:
-    # transformers' chat-template tojson: non-ASCII kept as is, unlike jinja2's HTML-safe default.
-    return json.dumps(
-        value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
-    )
-
-
-def _raise_template_error(message: str) -> None:
-    raise _TemplateRejected(message)

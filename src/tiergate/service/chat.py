@@ -251,11 +251,13 @@ async def start_chat(
         raise ServiceUnavailable(f"The model `{spec.id}` is not loaded on this server.")
     who = Who(principal.org_id, principal.org_name, principal.project_id, spec.id)
     try:
+        if internal_tier is not None:
+            tiers: tuple[str, ...] = (internal_tier,)
+        else:
+            tiers = candidate_tiers(request.requested_tier(), performance_entitled=principal.performance)
         if isinstance(engine, UpstreamEngine):
-            return await start_remote_chat(
-                runtime, principal, request, spec, engine, who, started_at, internal_tier
-            )
-        return await _admit_chat(runtime, principal, request, spec, engine, who, started_at, internal_tier)
+            return await start_remote_chat(runtime, request, spec, engine, who, started_at, tiers)
+        return await _admit_chat(runtime, request, spec, engine, who, started_at, tiers)
     except APIError as error:
         # Every response carries the rate-limit headers, errors included.
         tier = request.service_tier if request.service_tier in ("flex", "performance") else "on_demand"
@@ -265,18 +267,13 @@ async def start_chat(
 
 async def _admit_chat(
     runtime: Runtime,
-    principal: Principal,
     request: ChatCompletionRequest,
     spec: ModelSpec,
     engine: Engine,
     who: Who,
     started_at: float,
-    internal_tier: str | None,
+    tiers: tuple[str, ...],
 ) -> ChatRun:
-    if internal_tier is not None:
-        tiers: tuple[str, ...] = (internal_tier,)
-    else:
-        tiers = candidate_tiers(request.requested_tier(), performance_entitled=principal.performance)
     plan, tools = plan_output(request, spec)
     if tiers == ("flex",) and runtime.schedulers[spec.id].flex_is_hopeless():
         # Fail fast, before templating and counting tokens: the answer is 498 whatever they say.

@@ -20,7 +20,6 @@ from typing import Any
 
 import anyio
 
-from tiergate.auth import Principal
 from tiergate.engines.base import ModelSpec
 from tiergate.engines.upstream import UpstreamEngine, UpstreamReply
 from tiergate.errors import BadGateway
@@ -33,7 +32,6 @@ from tiergate.service.runtime import Runtime
 from tiergate.service.usage import Usage
 from tiergate.tiers.admission import Who
 from tiergate.tiers.limits import Cost
-from tiergate.tiers.policy import candidate_tiers
 
 # Our fields, or the client's attempts to steer the engine: the gateway sets these per upstream.
 _NOT_FORWARDED = {"model", "service_tier", "stream", "stream_options", "priority"}
@@ -163,18 +161,13 @@ def forward_body(request: ChatCompletionRequest) -> dict[str, Any]:
 
 async def start_remote_chat(
     runtime: Runtime,
-    principal: Principal,
     request: ChatCompletionRequest,
     spec: ModelSpec,
     engine: UpstreamEngine,
     who: Who,
     started_at: float,
-    internal_tier: str | None,
+    tiers: tuple[str, ...],
 ) -> RemoteChatRun:
-    if internal_tier is not None:
-        tiers: tuple[str, ...] = (internal_tier,)
-    else:
-        tiers = candidate_tiers(request.requested_tier(), performance_entitled=principal.performance)
     plan, _ = plan_output(request, spec)  # the grammar it builds goes unused: the upstream constrains
     if tiers == ("flex",) and (runtime.schedulers[spec.id].flex_is_hopeless() or engine.saturated()):
         raise runtime.admission.flex_refusal()
