@@ -2,7 +2,10 @@
 
 Phases against one live server (`--parallel 2`, the real model, max_tokens small):
     sync      the N lines sent synchronously, back to back (one at a time)
-    batch     the same N lines as one batch (uses every idle slot)
+    batch     the same N lines as one batch (uses every idle slot; a second line per slot waits
+              in the batch queue, ready)
+    batch-1   the same batch on a second server with one line per slot (TIERGATE_BATCH_CONCURRENCY
+              = slots: no look-ahead), for the look-ahead's ratio
     od        an on_demand load alone: one closed-loop client (about half the slots) for --seconds
     od+batch  the same load while a batch runs beside it
 Printed: wall times and the batch/sync ratio; on_demand p50/p99 queue time (usage.queue_time) and
@@ -139,6 +142,22 @@ def main() -> None:
         batch_wall, status = run_batch(api, lines)
         batch_util = sampler.mean()
 
+        # The same batch without look-ahead, on its own server (run here, in the same bench run).
+        plain = start_server(
+            Path(tempfile.mkdtemp(prefix="bench-batch-plain-")),
+            "--parallel",
+            str(args.parallel),
+            env={"TIERGATE_BATCH_CONCURRENCY": str(args.parallel)},
+        )
+        try:
+            plain_api = groq.Groq(base_url=plain.root, api_key=plain.api_key, max_retries=0, timeout=120)
+            sampler = SlotSampler(plain.root, args.parallel)
+            sampler.start()
+            plain_wall, _ = run_batch(plain_api, lines)
+            plain_util = sampler.mean()
+        finally:
+            plain.stop()
+
         sampler = SlotSampler(server.root, args.parallel)
         sampler.start()
         od_queue, od_latency = on_demand_load(api, args.seconds, args.max_tokens)
@@ -166,6 +185,9 @@ def main() -> None:
     print(f"sync back-to-back: {sync_wall:7.1f} s  ({n / sync_wall:5.2f} lines/s, util {sync_util:.0%})")
     print(f"batch alone:       {batch_wall:7.1f} s  ({n / batch_wall:5.2f} lines/s, util {batch_util:.0%})")
     print(f"  ratio sync/batch wall time: {sync_wall / batch_wall:.2f}x")
+    print(f"batch, 1 line/slot: {plain_wall:6.1f} s  ({n / plain_wall:5.2f} lines/s, util {plain_util:.0%})")
+    look_ahead = _ratio(batch_util, plain_util)
+    print(f"  look-ahead: wall time {plain_wall / batch_wall:.2f}x faster, utilisation {look_ahead}")
     print(f"on_demand alone:    n={len(od_queue)} util {od_util:.0%}")
     print(f"  queue p50 {pct(od_queue, 0.5) * 1000:7.1f} ms  p99 {pct(od_queue, 0.99) * 1000:7.1f} ms")
     print(f"  latency p50 {pct(od_latency, 0.5) * 1000:7.1f} ms  p99 {pct(od_latency, 0.99) * 1000:7.1f} ms")

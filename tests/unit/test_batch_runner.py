@@ -162,6 +162,7 @@ async def test_a_batch_past_its_window_expires_keeping_finished_lines(env: Env) 
 
 
 async def test_lines_of_a_crashed_process_run_again_after_the_lease_and_only_once(env: Env) -> None:
+    env.runtime.settings.batch_concurrency = 1
     env.engine.hold = asyncio.Event()
     batch_id = await env.submit(["a", "b"])
     crashed = env.runner("A")
@@ -192,6 +193,41 @@ async def test_lines_of_a_crashed_process_run_again_after_the_lease_and_only_onc
     assert not batch_lines_repo.record_line(
         env.runtime.sessions, "A", late, ok=True, result="{}", usage=None, now=env.clock.now()
     )
+
+
+async def test_a_second_line_per_slot_waits_ready_in_the_batch_queue_behind_synchronous_work(
+    env: Env,
+) -> None:
+    hold = env.engine.hold = asyncio.Event()
+    batch_id = await env.submit(["a", "b", "c"])
+    runner = env.runner("A")
+    scheduler = env.runtime.schedulers[MODEL]
+    for _ in range(50):
+        await runner.tick()
+        await asyncio.sleep(0.01)
+        if runner.running_lines == 2 and scheduler.queued("batch") == 1:
+            break
+    # One slot: one line holds it, the next is already admitted-waiting, the third is not yet claimed.
+    assert runner.running_lines == 2
+    assert (scheduler.busy(), scheduler.queued("batch")) == (1, 1)
+    # A synchronous request still goes first: it preempts the running line and passes the waiting one.
+    sync = asyncio.ensure_future(
+        env.call(
+            "POST",
+            "/chat/completions",
+            json={"model": MODEL, "messages": [{"role": "user", "content": "now"}], "max_tokens": 2},
+        )
+    )
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+        if runner.preemptions:
+            break
+    assert runner.preemptions == 1
+    hold.set()
+    assert (await sync).json()["service_tier"] == "on_demand"
+    body = await settle(runner, env, batch_id, {"completed"})
+    assert body["request_counts"] == {"total": 3, "completed": 3, "failed": 0}
+    assert sorted(line["custom_id"] for line in await env.content(body["output_file_id"])) == ["a", "b", "c"]
 
 
 async def test_a_preempted_line_runs_again_from_scratch_and_lands_once(env: Env) -> None:
