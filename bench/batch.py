@@ -32,6 +32,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.stats import pct  # noqa: E402
 from tests.conftest import start_server  # noqa: E402 - the repo root must be on sys.path first
 
 MODEL = "qwen2.5-coder-0.5b-instruct"
@@ -110,11 +111,6 @@ def on_demand_load(api: groq.Groq, seconds: float, max_tokens: int) -> tuple[lis
         index += 1
         time.sleep(0.05)  # a little think time keeps the load near half of two slots
     return queue, latency
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 def main() -> None:

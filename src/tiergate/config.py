@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     parallel: int = 2
     # Threads llama.cpp uses for its one batched decode of all slots; 0 means every core.
     threads: int = 0
+    # How much nicer than the server the decode thread (and the llama.cpp threads it starts) runs: the
+    # event loop then gets a core at once when a request arrives (flex 498 p99 halved, no throughput
+    # lost on an otherwise idle machine: docs/benchmarks.md). 0 keeps them equal.
+    decode_nice: int = 5
     database_url: str | None = None
     redis_url: str | None = None
     max_body_bytes: int = 50 * 1024 * 1024

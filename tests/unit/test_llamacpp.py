@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -275,3 +277,31 @@ async def test_a_repeated_prompt_on_a_slot_gives_the_same_greedy_text(engine: Ll
     assert text_of(await collect(engine, prompt, params, 0)) == text_of(
         await collect(engine, prompt, params, 0)
     )
+
+
+def _thread_nice(tid: int) -> int:
+    stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[16])  # field 19 of proc_pid_stat(5): nice
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="nice is per thread on Linux only")
+def test_the_decode_thread_and_the_llama_threads_it_starts_run_nicer_than_the_server() -> None:
+    spec = DEFAULT_MODELS[0]
+    try:
+        path = ensure_weights(spec, DATA_DIR / "models")
+    except WeightsUnavailable as exc:
+        pytest.skip(f"model weights not installed: {exc}")
+    base = _thread_nice(threading.get_native_id())
+    before = {int(t) for t in os.listdir("/proc/self/task")}
+    nicer = LlamaCppEngine(spec, path, parallel=1, threads=2, nice=3)
+    try:
+        prompt = nicer.prepare(user("Say hi."))
+        asyncio.run(collect(nicer, prompt, SamplingParams(max_tokens=2, temperature=0)))
+        assert nicer._thread.native_id is not None
+        assert _thread_nice(nicer._thread.native_id) == base + 3
+        started = {int(t) for t in os.listdir("/proc/self/task")} - before - {nicer._thread.native_id}
+        # llama.cpp's second decode thread (OpenMP's worker) was started by the decode thread.
+        assert any(_thread_nice(tid) == base + 3 for tid in started)
+        assert _thread_nice(threading.get_native_id()) == base  # the caller's thread is untouched
+    finally:
+        asyncio.run(nicer.close())

@@ -33,6 +33,7 @@ import logging
 import os
 import queue
 import random
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future
@@ -98,8 +99,10 @@ class LlamaCppEngine:
         parallel: int = 2,
         threads: int = 0,
         n_batch: int = 512,
+        nice: int = 0,
     ) -> None:
         self.spec = spec
+        self._nice = max(0, nice)
         self._slots = max(1, parallel)
         # One context computes for every slot, so it gets every core unless told otherwise.
         self._n_threads = threads or (os.cpu_count() or 1)
@@ -258,6 +261,7 @@ class LlamaCppEngine:
     # Everything below runs on the decode thread only.
 
     def _run(self) -> None:
+        self._lower_priority()
         active: dict[int, _Request] = {}
         waiting: list[_Request] = []
         while True:
@@ -282,6 +286,17 @@ class LlamaCppEngine:
                 self._finish(request)
             if active:
                 self._step(active)
+
+    def _lower_priority(self) -> None:
+        """Make this thread `nice` steps nicer; Linux keeps nice per thread, and the OpenMP threads
+        llama.cpp starts from here inherit it, so the event loop wins a core whenever it has work."""
+        if not self._nice or sys.platform != "linux":
+            return
+        tid = threading.get_native_id()
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + self._nice)
+        except OSError:
+            log.warning("could not lower the decode thread's priority; it runs at the server's")
 
     def _admit(self, request: _Request) -> bool:
         try:

@@ -150,7 +150,9 @@ def build_engines(settings: Settings, registry: ModelRegistry) -> dict[str, Engi
             log.warning("model %s: engine %r is not built in; not loaded", spec.id, spec.engine)
             continue
         path = ensure_weights(spec, settings.resolved_models_dir)
-        engines[spec.id] = LlamaCppEngine(spec, path, parallel=settings.parallel, threads=settings.threads)
+        engines[spec.id] = LlamaCppEngine(
+            spec, path, parallel=settings.parallel, threads=settings.threads, nice=settings.decode_nice
+        )
     return engines
 
 
