@@ -150,6 +150,14 @@ def serve(
         str | None,
         typer.Option(help="Kind of the --upstream servers: vllm, sglang, openai, groq, llama-server, ..."),
     ] = None,
+    upstream_reasoning: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--upstream-reasoning",
+            help="Mark the --upstream model ID as a reasoning model (reasoning_format, "
+            "reasoning_effort accepted); repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Run the API server (migrates the store; prints a first API key when there is none)."""
     settings = Settings.load(
@@ -167,6 +175,7 @@ def serve(
         log_level=log_level,
         upstreams=upstream or None,
         upstream_kind=upstream_kind,
+        upstream_reasoning=upstream_reasoning or None,
     )
     # Imported here, not at the top: the server stack (llama.cpp, FastAPI) costs ~1.5 s to import,
     # which every `keys`/`projects`/`limits` command would otherwise pay.

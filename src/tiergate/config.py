@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     upstreams: list[str] = Field(default_factory=list)
     # The kind of every --upstream (vllm, sglang, openai, groq, ...); guessed from the host when unset.
     upstream_kind: str | None = None
+    # --upstream model ids that reason (`reasoning = true` in TOML): reasoning options are accepted.
+    upstream_reasoning: list[str] = Field(default_factory=list)
     log_level: str = "info"
 
     @property

@@ -98,6 +98,19 @@ def test_upstream_flags_add_models_to_the_registry() -> None:
     assert spec.options["upstreams"][0]["kind"] == "vllm"
 
 
+def test_upstream_reasoning_marks_that_flag_model_as_a_reasoning_model_and_no_other() -> None:
+    flags = ["think=http://a:1/v1@qwen3", "plain=http://a:1/v1@llama"]
+    registry = ModelRegistry.from_settings(Settings(upstreams=flags, upstream_reasoning=["think"]))
+    assert registry.resolve("think").reasoning
+    assert not registry.resolve("plain").reasoning
+
+
+def test_upstream_reasoning_for_an_id_without_an_upstream_flag_is_refused_at_start() -> None:
+    settings = Settings(upstreams=["gw=http://a:1/v1"], upstream_reasoning=["typo"])
+    with pytest.raises(RegistryError, match="--upstream-reasoning typo"):
+        ModelRegistry.from_settings(settings)
+
+
 def test_an_upstream_is_named_by_host_and_port_never_with_credentials_from_the_url() -> None:
     config = pool_config("m", {"upstreams": [{"base_url": "http://user:hunter2@gpu:8000/v1"}]}, env={})
     assert config.upstreams[0].name == "gpu:8000"

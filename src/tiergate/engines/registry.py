@@ -81,7 +81,9 @@ class ModelRegistry:
         checked here so a bad one stops the server at start, not at the first request."""
         concurrency = settings.parallel if "parallel" in settings.model_fields_set else None
         try:
-            flags = cli_model_tables(settings.upstreams, settings.upstream_kind, concurrency)
+            flags = cli_model_tables(
+                settings.upstreams, settings.upstream_kind, concurrency, settings.upstream_reasoning
+            )
             registry = cls.with_overrides(DEFAULT_MODELS, [*settings.models, *flags])
             for spec in registry:
                 if spec.engine == "upstream":

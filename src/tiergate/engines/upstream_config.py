@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -254,10 +255,13 @@ def guess_kind(base_url: str) -> str:
     return "generic"
 
 
-def cli_model_tables(values: list[str], kind: str | None, concurrency: int | None) -> list[dict[str, Any]]:
+def cli_model_tables(
+    values: list[str], kind: str | None, concurrency: int | None, reasoning: Collection[str] = ()
+) -> list[dict[str, Any]]:
     """`--upstream ID=BASE_URL[@UPSTREAM_MODEL][#KEY_ENV]` flags -> [[models]] tables (a repeated ID adds
     upstreams). `#KEY_ENV` names the env var holding that upstream's key, as `api_key_env` does in TOML,
-    so two upstreams of one model can have different keys; a base URL never needs a `#` fragment."""
+    so two upstreams of one model can have different keys; a base URL never needs a `#` fragment.
+    `reasoning` holds the ids given `--upstream-reasoning`: those tables get `reasoning = true`."""
     tables: dict[str, dict[str, Any]] = {}
     for value in values:
         model_id, sep, rest = value.partition("=")
@@ -288,6 +292,12 @@ def cli_model_tables(values: list[str], kind: str | None, concurrency: int | Non
             {"id": model_id, "engine": "upstream", "owned_by": "upstream", "options": {"upstreams": []}},
         )
         table["options"]["upstreams"].append(upstream)
+    for model_id in reasoning:
+        if model_id not in tables:
+            raise UpstreamConfigError(
+                f"--upstream-reasoning {model_id}: there is no --upstream {model_id}=..."
+            )
+        tables[model_id]["reasoning"] = True
     return list(tables.values())
 
 
