@@ -8,6 +8,9 @@ transactions that take the write lock up front (see `write_session`).
 
 from __future__ import annotations
 
+import random
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,8 +49,8 @@ def _configure_sqlite(engine: Engine) -> None:
         # implicit BEGIN cannot be told to take the write lock early.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        _enter_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
@@ -59,6 +62,21 @@ def _configure_sqlite(engine: Engine) -> None:
         # write lock at BEGIN makes such writers queue on busy_timeout instead.
         immediate = connection.get_execution_options().get(_WRITE_OPTION, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _enter_wal(cursor: Any) -> None:
+    """Switch the file to WAL (it stays so). Processes opening a new database together can find the
+    switch refused with SQLITE_BUSY at once, busy_timeout or not: SQLite returns it rather than wait
+    when two connections holding read locks both want the exclusive one. So try again a while."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.01, 0.05))
 
 
 def make_session_factory(target: str | Engine) -> sessionmaker[Session]:
