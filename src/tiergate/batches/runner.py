@@ -308,24 +308,13 @@ class BatchRunner:
         try:
             run = await start_chat(self.runtime, principal, request, internal_tier="batch")
         except RateLimited as error:
-            # Only when an operator configured batch limits: wait for the window, do not fail the line.
-            return _Outcome(False, "", retry_after=max(error.retry_after, 0.1))
-        except APIError as error:
-            return _failed(task, ids.request_id(), error)
-        except Exception:
-            log.exception("batch %s line %d failed unexpectedly", task.batch_id, task.line)
-            return _failed(
-                task, ids.request_id(), EngineFailure("The server had an error while admitting this request.")
-            )
+            return _rate_limited(error)
+        except Exception as exc:
+            return _error_line(task, ids.request_id(), exc, "admitting")
         try:
             body = await complete(run)
-        except APIError as error:
-            return _failed(task, run.request_id, error)
-        except Exception:
-            # A bug, not the client's fault: fail the line with our message, never str(exc).
-            log.exception("batch %s line %d failed unexpectedly", task.batch_id, task.line)
-            error = EngineFailure("The server had an error while processing this request.")
-            return _failed(task, run.request_id, error)
+        except Exception as exc:
+            return _error_line(task, run.request_id, exc, "processing")
         finally:
             with anyio.CancelScope(shield=True):
                 await run.finish()
@@ -353,18 +342,28 @@ class BatchRunner:
                 self.runtime, principal, request, None, task=kind, internal_tier="batch"
             )
         except RateLimited as error:
-            return _Outcome(False, "", retry_after=max(error.retry_after, 0.1))
-        except APIError as error:
-            return _failed(task, ids.request_id(), error)
-        except Exception:
-            log.exception("batch %s line %d failed unexpectedly", task.batch_id, task.line)
-            error = EngineFailure("The server had an error while processing this request.")
-            return _failed(task, ids.request_id(), error)
+            return _rate_limited(error)
+        except Exception as exc:
+            return _error_line(task, ids.request_id(), exc, "processing")
         body = result.body(request.response_format, words=request.words)
         usage = UsageEntry(
             task.project_id, result.model, "batch", result.request_id, 0, 0, result.billed_seconds
         )
         return _Outcome(True, formats.output_line(task.custom_id, result.request_id, body), usage)
+
+
+def _rate_limited(error: RateLimited) -> _Outcome:
+    """Only when an operator configured batch limits: wait for the window, do not fail the line."""
+    return _Outcome(False, "", retry_after=max(error.retry_after, 0.1))
+
+
+def _error_line(task: LineTask, request_id: str, exc: Exception, doing: str) -> _Outcome:
+    """A line that failed: an APIError as it is; anything else is a bug, not the client's fault, so
+    it is logged and the line gets our message, never str(exc)."""
+    if isinstance(exc, APIError):
+        return _failed(task, request_id, exc)
+    log.error("batch %s line %d failed unexpectedly", task.batch_id, task.line, exc_info=exc)
+    return _failed(task, request_id, EngineFailure(f"The server had an error while {doing} this request."))
 
 
 def _failed(task: LineTask, request_id: str, error: APIError) -> _Outcome:
