@@ -116,10 +116,7 @@ class OutputReader:
         return OutputDelta(delta.content + tail.content, delta.reasoning, delta.tool_calls + tail.calls)
 
     def message_content(self) -> str | None:
-        text = "".join(self.content)
-        if self.tool_calls and not text.strip():
-            return None
-        return text
+        return message_content(self.content, self.tool_calls)
 
     def message_reasoning(self) -> str | None:
         if self.plan.reasoning != "parsed":
@@ -158,6 +155,15 @@ class OutputReader:
     def _record(self, content: str, calls: tuple[ToolCall, ...]) -> None:
         self.content.append(content)
         self.tool_calls.extend(calls)
+
+
+def message_content(content: Sequence[str], tool_calls: Sequence[ToolCall]) -> str | None:
+    """The final message's `content`: null when the answer is tool calls and nothing but whitespace
+    beside them, as GroqCloud sends it."""
+    text = "".join(content)
+    if tool_calls and not text.strip():
+        return None
+    return text
 
 
 def check_answer(

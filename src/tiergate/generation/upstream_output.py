@@ -27,7 +27,7 @@ import orjson
 
 from tiergate import ids
 from tiergate.errors import InvalidRequest
-from tiergate.generation.output import OutputDelta, OutputPlan, check_answer
+from tiergate.generation.output import OutputDelta, OutputPlan, check_answer, message_content
 from tiergate.generation.reasoning import THINK_CLOSE, THINK_OPEN
 from tiergate.generation.tool_calls import ToolCall
 
@@ -112,10 +112,7 @@ class UpstreamOutput:
 
     # -- what the final message needs (same surface as OutputReader) ------------------------------
     def message_content(self) -> str | None:
-        text = "".join(self.content)
-        if self.tool_calls and not text.strip():
-            return None
-        return text
+        return message_content(self.content, self.tool_calls)
 
     def message_reasoning(self) -> str | None:
         if self.plan.reasoning in ("raw", "hidden"):
