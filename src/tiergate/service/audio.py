@@ -24,7 +24,7 @@ from tiergate.auth import Principal
 from tiergate.engines.audio_models import WHISPER
 from tiergate.engines.base import ModelSpec
 from tiergate.engines.whisper import LANGUAGE_CODES, TranscribeOptions, Transcript, WhisperEngine
-from tiergate.errors import APIError, EngineFailure, InvalidRequest, PayloadTooLarge, ServiceUnavailable
+from tiergate.errors import APIError, EngineFailure, InvalidRequest, PayloadTooLarge
 from tiergate.schemas.audio import MAX_PROMPT_TOKENS, TranscriptionRequest
 from tiergate.service.runtime import Runtime
 from tiergate.tiers.admission import Who
@@ -74,15 +74,7 @@ def billed_seconds(duration: float) -> float:
 
 def whisper_model(runtime: Runtime, name: str, task: str) -> tuple[ModelSpec, WhisperEngine]:
     """The loaded whisper engine for `name`; 400 when the model cannot do `task`."""
-    spec = runtime.registry.resolve(name)
-    endpoint = TASKS[task]
-    if spec.engine != WHISPER:
-        raise InvalidRequest(
-            f"The model `{spec.id}` does not support {endpoint}.", param="model", code="model_not_supported"
-        )
-    engine = runtime.audio_engines.get(spec.id)
-    if not isinstance(engine, WhisperEngine):
-        raise ServiceUnavailable(f"The model `{spec.id}` is not loaded on this server.")
+    spec, engine = runtime.audio_engine(name, WHISPER, WhisperEngine, TASKS[task])
     if task == "translate" and not engine.multilingual:
         raise InvalidRequest(
             f"The model `{spec.id}` is English-only and does not support translations; "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -11,13 +12,16 @@ from tiergate.auth import Authenticator
 from tiergate.clock import Clock
 from tiergate.config import Settings
 from tiergate.engines.audio_models import AudioEngine
-from tiergate.engines.base import Engine
+from tiergate.engines.base import Engine, ModelSpec
 from tiergate.engines.registry import ModelRegistry
+from tiergate.errors import InvalidRequest, ServiceUnavailable
 from tiergate.observability.metrics import Metrics
 from tiergate.store.blobs import BlobStore
 from tiergate.tiers.admission import Admission
 from tiergate.tiers.scheduler import Scheduler
 from tiergate.tiers.speed import ServiceSpeed
+
+E = TypeVar("E")
 
 
 @dataclass
@@ -42,3 +46,16 @@ class Runtime:
 
     def speed(self, model: str) -> ServiceSpeed:
         return self.speeds.setdefault(model, ServiceSpeed())
+
+    def audio_engine(self, name: str, kind: str, engine_type: type[E], does: str) -> tuple[ModelSpec, E]:
+        """The loaded `kind` engine of model `name`: 400 when the model is not one (it cannot do
+        `does`, e.g. "speech"), 503 when it is but is not loaded on this server."""
+        spec = self.registry.resolve(name)
+        if spec.engine != kind:
+            raise InvalidRequest(
+                f"The model `{spec.id}` does not support {does}.", param="model", code="model_not_supported"
+            )
+        engine = self.audio_engines.get(spec.id)
+        if not isinstance(engine, engine_type):
+            raise ServiceUnavailable(f"The model `{spec.id}` is not loaded on this server.")
+        return spec, engine

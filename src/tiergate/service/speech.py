@@ -19,7 +19,7 @@ from tiergate.audio.encode import FORMATS, SpeechEncoder
 from tiergate.auth import Principal
 from tiergate.engines.audio_models import PIPER
 from tiergate.engines.piper import PiperEngine, SpeechEngineError
-from tiergate.errors import APIError, EngineFailure, InvalidRequest, ServiceUnavailable
+from tiergate.errors import APIError, EngineFailure, InvalidRequest
 from tiergate.schemas.audio import SpeechRequest
 from tiergate.service.runtime import Runtime
 from tiergate.tiers.admission import Admitted, Who
@@ -115,21 +115,10 @@ class SpeechRun:
             await self.runtime.admission.finish(self.who, self.admitted, len(self.request.input))
 
 
-def speech_engine(runtime: Runtime, name: str) -> tuple[str, PiperEngine]:
-    spec = runtime.registry.resolve(name)
-    if spec.engine != PIPER:
-        raise InvalidRequest(
-            f"The model `{spec.id}` does not support speech.", param="model", code="model_not_supported"
-        )
-    engine = runtime.audio_engines.get(spec.id)
-    if not isinstance(engine, PiperEngine):
-        raise ServiceUnavailable(f"The model `{spec.id}` is not loaded on this server.")
-    return spec.id, engine
-
-
 async def start_speech(runtime: Runtime, principal: Principal, request: SpeechRequest) -> SpeechRun:
     """Admit the request and start Piper; every refusal or failure here is a real HTTP status."""
-    model, engine = speech_engine(runtime, request.model)
+    spec, engine = runtime.audio_engine(request.model, PIPER, PiperEngine, "speech")
+    model = spec.id
     who = Who(principal.org_id, principal.org_name, principal.project_id, model)
     try:
         voice = engine.voice(request.voice)
