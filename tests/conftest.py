@@ -69,13 +69,35 @@ class LiveServer:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (a clean shutdown), then SIGKILL after 15 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_until_up(process: subprocess.Popen[bytes], url: str, log_path: Path, seconds: float) -> None:
+    """Poll `url` until it answers 200; the process's log in the error if it exits or takes too long."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{process.args[0]} exited early:\n{log_path.read_text(errors='replace')}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    process.wait()
+    raise AssertionError(f"{process.args[0]} not ready in time:\n{log_path.read_text(errors='replace')}")
 
 
 def start_server(data_dir: Path, *flags: str, env: dict[str, str] | None = None) -> LiveServer:
@@ -91,19 +113,7 @@ def start_server(data_dir: Path, *flags: str, env: dict[str, str] | None = None)
         stderr=subprocess.STDOUT,
         env={**os.environ, **extra_env},
     )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited early:\n{log_path.read_text(errors='replace')}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    else:
-        process.kill()
-        raise AssertionError(f"server not ready in time:\n{log_path.read_text(errors='replace')}")
+    wait_until_up(process, f"http://127.0.0.1:{port}/healthz", log_path, 180)
     server = LiveServer(data_dir, port, process, "", log_path, extra_env)
     server.api_key = server.new_key()
     return server

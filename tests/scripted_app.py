@@ -67,10 +67,16 @@ def scripted_app(tmp_path: Path, models: dict[str, dict[str, Any]]) -> tuple[Any
         runtime.engines[model_id] = RecordingEngine(runtime.registry.resolve(model_id), ["ok"])
         runtime.schedulers[model_id] = Scheduler(1)
     app.state.ready = True
+    return app, first_key(settings)
+
+
+def first_key(settings: Settings) -> str:
+    """A new API key for the default project of the store `settings` name."""
     store = open_store(settings.resolved_database_url)
-    _, secret = tenancy.create_key(store.sessions, "default")
-    store.close()
-    return app, secret
+    try:
+        return tenancy.create_key(store.sessions, "default")[1]
+    finally:
+        store.close()
 
 
 async def post(app: Any, key: str, path: str, body: dict[str, Any]) -> httpx.Response:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import LiveServer, free_port
+from tests.conftest import LiveServer, free_port, stop_process, wait_until_up
 from tiergate.config import Settings
 from tiergate.engines.registry import ModelRegistry
 from tiergate.engines.weights import ensure_weights
@@ -47,27 +46,12 @@ class LlamaServer:
         # too); docs/deployment.md says to run it this way.
         command += ["--interrupt_requests", "False"]
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"llama_cpp.server exited:\n{self.log_path.read_text(errors='replace')}")
-            try:
-                if httpx.get(f"{self.base_url}/models", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise AssertionError("llama_cpp.server did not start in time")
+        wait_until_up(self.process, f"{self.base_url}/models", self.log_path, 120)
+        return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process)
 
 
 def upstream_counts(gateway: LiveServer) -> dict[tuple[str, str], float]:

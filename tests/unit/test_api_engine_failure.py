@@ -9,10 +9,10 @@ import httpx
 import orjson
 import pytest
 
+from tests.scripted_app import first_key
 from tests.scripted_engine import ScriptedEngine
 from tiergate.app import create_app
 from tiergate.config import Settings
-from tiergate.store import open_store, tenancy
 from tiergate.tiers.scheduler import Scheduler
 
 
@@ -32,10 +32,7 @@ def app_and_key(tmp_path: Path) -> tuple[Any, str]:
         runtime.engines[model_id] = ScriptedEngine(spec, ["Hel", "lo", " there"], fail_after=fail_after)
         runtime.schedulers[model_id] = Scheduler(1)
     app.state.ready = True
-    store = open_store(settings.resolved_database_url)
-    _, secret = tenancy.create_key(store.sessions, "default")
-    store.close()
-    return app, secret
+    return app, first_key(settings)
 
 
 async def post(app: Any, key: str, body: dict[str, Any]) -> httpx.Response:

@@ -11,6 +11,7 @@ import httpx
 import orjson
 import pytest
 
+from tests.scripted_app import first_key
 from tests.scripted_engine import ScriptedEngine
 from tests.unit.store_backends import BACKENDS, database_url
 from tiergate.accounting.ledger import usage_totals
@@ -19,7 +20,7 @@ from tiergate.batches.runner import BatchRunner
 from tiergate.clock import FakeClock
 from tiergate.config import Settings
 from tiergate.service.runtime import Runtime
-from tiergate.store import batch_lines_repo, batches_repo, open_store, tenancy
+from tiergate.store import batch_lines_repo, batches_repo, tenancy
 from tiergate.store.batch_lines_repo import LineTask
 from tiergate.tiers.scheduler import Scheduler
 
@@ -95,10 +96,7 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
             batch_lease_seconds=30,
         )
         app = create_app(settings, clock=clock)
-        store = open_store(settings.resolved_database_url)
-        _, secret = tenancy.create_key(store.sessions, "default")
-        store.close()
-        yield Env(app, secret, clock)
+        yield Env(app, first_key(settings), clock)
         app.state.runtime.sessions.kw["bind"].dispose()
 
 

@@ -7,17 +7,15 @@ from pathlib import Path
 import httpx
 import orjson
 
+from tests.scripted_app import first_key
 from tiergate.app import create_app
 from tiergate.config import Settings
-from tiergate.store import open_store, tenancy
 
 
 async def test_uploads_get_the_file_limit_while_other_routes_keep_the_body_limit(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, max_body_bytes=2_000, max_file_bytes=20_000)
     app = create_app(settings)
-    store = open_store(settings.resolved_database_url)
-    _, key = tenancy.create_key(store.sessions, "default")
-    store.close()
+    key = first_key(settings)
     line = orjson.dumps({"custom_id": "x" * 80, "method": "POST"}) + b"\n"
     headers = {"authorization": f"Bearer {key}"}
     transport = httpx.ASGITransport(app=app)
