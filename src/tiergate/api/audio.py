@@ -10,19 +10,17 @@ from __future__ import annotations
 
 from typing import IO, Any
 
-import anyio
 from fastapi import APIRouter, Request
 from starlette.datastructures import FormData, UploadFile
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from tiergate.api.deps import json_body, parse_as, principal_of, runtime_of
+from tiergate.api.deps import json_body, parse_with_limits, principal_of, runtime_of
 from tiergate.api.framing import json_response
 from tiergate.auth import Principal
-from tiergate.errors import APIError, InvalidRequest, PayloadTooLarge
+from tiergate.errors import InvalidRequest, PayloadTooLarge
 from tiergate.schemas.audio import SpeechRequest, TranscriptionRequest
 from tiergate.service.audio import transcribe
-from tiergate.service.chat import limit_headers_for
 from tiergate.service.runtime import Runtime
 from tiergate.service.speech import SpeechRun, start_speech
 
@@ -56,7 +54,7 @@ async def create_speech(request: Request) -> Response:
     principal = await principal_of(request)
     runtime = runtime_of(request)
     body = await json_body(request)
-    speech = await _parse(runtime, principal, SpeechRequest, body)
+    speech = await parse_with_limits(SpeechRequest, body, runtime, principal)
     run = await start_speech(runtime, principal, speech)
     request.state.response_headers = run.headers
     return _SpeechResponse(run)
@@ -78,8 +76,7 @@ class _SpeechResponse(StreamingResponse):
         try:
             await super().__call__(scope, receive, send)
         finally:
-            with anyio.CancelScope(shield=True):
-                await self._run.finish()
+            await self._run.finish()
 
 
 async def _speech_to_text(request: Request, task: str) -> Response:
@@ -126,18 +123,9 @@ async def _run(
     upload: IO[bytes] | None,
     task: str,
 ) -> Response:
-    parsed = await _parse(runtime, principal, TranscriptionRequest, body)
+    parsed = await parse_with_limits(TranscriptionRequest, body, runtime, principal)
     result = await transcribe(runtime, principal, parsed, upload, task=task)
     request.state.response_headers = result.headers
     if parsed.response_format == "text":
         return PlainTextResponse(result.transcript.text, headers=result.headers)
     return json_response(result.body(parsed.response_format, words=parsed.words), headers=result.headers)
-
-
-async def _parse(runtime: Runtime, principal: Principal, model: type[Any], body: dict[str, Any]) -> Any:
-    try:
-        return parse_as(model, body)
-    except APIError as error:
-        # Every response carries the rate-limit headers, invalid requests for a known model included.
-        error.headers = {**await limit_headers_for(runtime, principal, body.get("model")), **error.headers}
-        raise

@@ -10,13 +10,13 @@ import anyio
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
-from tiergate.api.deps import json_body, parse_as, principal_of, runtime_of
+from tiergate.api.deps import json_body, parse_with_limits, principal_of, runtime_of
 from tiergate.api.framing import SSE_DONE, json_response, sse_event
 from tiergate.api.hangup import ClientGone, ClientWatch, client_closed, count_client_gone
 from tiergate.errors import APIError, EngineFailure
 from tiergate.generation.output import OutputDelta
 from tiergate.schemas.chat import ChatCompletionRequest
-from tiergate.service.chat import AnyChatRun, complete, limit_headers_for, start_chat
+from tiergate.service.chat import AnyChatRun, complete, start_chat
 
 router = APIRouter()
 log = logging.getLogger("tiergate.chat")
@@ -30,12 +30,7 @@ async def create_chat_completion(request: Request) -> Response:
     principal = await principal_of(request)
     runtime = runtime_of(request)
     body = await json_body(request)
-    try:
-        chat = parse_as(ChatCompletionRequest, body)
-    except APIError as error:
-        # Every response carries the rate-limit headers, invalid requests for a known model included.
-        error.headers = {**await limit_headers_for(runtime, principal, body.get("model")), **error.headers}
-        raise
+    chat = await parse_with_limits(ChatCompletionRequest, body, runtime, principal)
     watch = ClientWatch(request)
     run: AnyChatRun | None = None
     try:

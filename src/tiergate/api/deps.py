@@ -10,7 +10,8 @@ from pydantic import BaseModel, ValidationError
 
 from tiergate.api.errors import validation_error
 from tiergate.auth import Principal
-from tiergate.errors import InvalidRequest
+from tiergate.errors import APIError, InvalidRequest
+from tiergate.service.chat import limit_headers_for
 from tiergate.service.runtime import Runtime
 
 M = TypeVar("M", bound=BaseModel)
@@ -46,3 +47,15 @@ def parse_as(model: type[M], body: dict[str, Any]) -> M:
         return model.model_validate(body)
     except ValidationError as exc:
         raise validation_error(exc) from None
+
+
+async def parse_with_limits(
+    model: type[M], body: dict[str, Any], runtime: Runtime, principal: Principal
+) -> M:
+    """`parse_as`, with the rate-limit headers of the body's model on the 400: every response carries
+    them, invalid requests for a known model included."""
+    try:
+        return parse_as(model, body)
+    except APIError as error:
+        error.headers = {**await limit_headers_for(runtime, principal, body.get("model")), **error.headers}
+        raise

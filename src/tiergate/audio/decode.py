@@ -93,8 +93,6 @@ def decode_audio(source: BinaryIO, max_seconds: float = math.inf) -> DecodedAudi
                             f"The audio is longer than the limit of {_clock(max_seconds)}; "
                             "split it into shorter files."
                         )
-    except AudioDecodeError:
-        raise
     except (av.FFmpegError, ValueError, OSError, EOFError) as exc:
         # FFmpeg's own error names say what was wrong ("Invalid data found when processing input").
         reason = getattr(exc, "strerror", None) or "the data is not a supported audio format"

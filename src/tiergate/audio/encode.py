@@ -32,7 +32,6 @@ FORMATS: dict[str, OutputFormat] = {
     # (RFC 2046) names headerless 8 kHz mu-law, which this is not.
     "mulaw": OutputFormat("wav", "pcm_mulaw", "audio/wav"),
 }
-MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 
 
 class _Sink:

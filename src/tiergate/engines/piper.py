@@ -27,7 +27,6 @@ from tiergate.engines.base import ModelSpec
 log = logging.getLogger(__name__)
 _READ = 16 * 1024
 T = TypeVar("T")
-SAMPLE_WIDTH = 2  # Piper writes signed 16-bit little-endian mono
 
 
 class SpeechEngineError(Exception):
@@ -111,10 +110,7 @@ class PiperEngine:
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise SpeechEngineError("piper stopped before reading the text") from exc
         finally:
-            if process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await process.wait()
+            await _kill(process)
 
     async def _spawn(self, voice: VoiceFiles, speed: float) -> asyncio.subprocess.Process:
         args = [*self._command, "--model", str(voice.model), "--config", str(voice.config), "--output-raw"]

@@ -24,7 +24,7 @@ from tiergate.auth import Principal
 from tiergate.engines.audio_models import WHISPER
 from tiergate.engines.base import ModelSpec
 from tiergate.engines.whisper import LANGUAGE_CODES, TranscribeOptions, Transcript, WhisperEngine
-from tiergate.errors import APIError, EngineFailure, InvalidRequest, PayloadTooLarge
+from tiergate.errors import EngineFailure, InvalidRequest, PayloadTooLarge
 from tiergate.schemas.audio import MAX_PROMPT_TOKENS, TranscriptionRequest
 from tiergate.service.runtime import Runtime
 from tiergate.tiers.admission import Who
@@ -85,7 +85,7 @@ def whisper_model(runtime: Runtime, name: str, task: str) -> tuple[ModelSpec, Wh
     return spec, engine
 
 
-def check_request(engine: WhisperEngine, request: TranscriptionRequest, task: str) -> str | None:
+async def check_request(engine: WhisperEngine, request: TranscriptionRequest, task: str) -> str | None:
     """The language to decode with (None: detect), after the checks GroqCloud makes on the fields."""
     language = request.language if task == "transcribe" else None
     if language is not None:
@@ -102,7 +102,8 @@ def check_request(engine: WhisperEngine, request: TranscriptionRequest, task: st
                 code="invalid_value",
             )
     if request.prompt:
-        tokens = engine.count_tokens(request.prompt)
+        # In a worker thread: a form field can be megabytes long, and tokenizing it would stall the loop.
+        tokens = await asyncio.to_thread(engine.count_tokens, request.prompt)
         if tokens > MAX_PROMPT_TOKENS:
             raise InvalidRequest(
                 f"`prompt` is {tokens} tokens long; the limit is {MAX_PROMPT_TOKENS} tokens.",
@@ -162,16 +163,12 @@ async def transcribe(
     """Run one transcription or translation end to end; APIErrors carry the rate-limit headers."""
     spec, engine = whisper_model(runtime, request.model, task)
     who = Who(principal.org_id, principal.org_name, principal.project_id, spec.id)
-    try:
-        return await _transcribe(runtime, principal, request, upload, task, internal_tier, spec, engine, who)
-    except APIError as error:
-        error.headers = {**await runtime.admission.headers(who, "on_demand"), **error.headers}
-        raise
+    async with runtime.admission.headers_on_error(who):
+        return await _transcribe(runtime, request, upload, task, internal_tier, spec, engine, who)
 
 
 async def _transcribe(
     runtime: Runtime,
-    principal: Principal,
     request: TranscriptionRequest,
     upload: IO[bytes] | None,
     task: str,
@@ -180,7 +177,7 @@ async def _transcribe(
     engine: WhisperEngine,
     who: Who,
 ) -> TranscriptionResult:
-    language = check_request(engine, request, task)
+    language = await check_request(engine, request, task)
     source = await open_audio(runtime, request, upload)
     try:
         param = "file" if upload is not None else "url"
@@ -200,8 +197,6 @@ async def _transcribe(
     )
     try:
         transcript = await engine.transcribe(audio.samples, options)
-    except APIError:
-        raise
     except Exception as exc:
         raise EngineFailure("The engine failed while transcribing; please retry.") from exc
     finally:

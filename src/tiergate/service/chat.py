@@ -250,7 +250,8 @@ async def start_chat(
     if engine is None:
         raise ServiceUnavailable(f"The model `{spec.id}` is not loaded on this server.")
     who = Who(principal.org_id, principal.org_name, principal.project_id, spec.id)
-    try:
+    tier = request.service_tier if request.service_tier in ("flex", "performance") else "on_demand"
+    async with runtime.admission.headers_on_error(who, tier):
         if internal_tier is not None:
             tiers: tuple[str, ...] = (internal_tier,)
         else:
@@ -258,11 +259,6 @@ async def start_chat(
         if isinstance(engine, UpstreamEngine):
             return await start_remote_chat(runtime, request, spec, engine, who, started_at, tiers)
         return await _admit_chat(runtime, request, spec, engine, who, started_at, tiers)
-    except APIError as error:
-        # Every response carries the rate-limit headers, errors included.
-        tier = request.service_tier if request.service_tier in ("flex", "performance") else "on_demand"
-        error.headers = {**await runtime.admission.headers(who, tier), **error.headers}
-        raise
 
 
 async def _admit_chat(

@@ -19,7 +19,7 @@ from tiergate.audio.encode import FORMATS, SpeechEncoder
 from tiergate.auth import Principal
 from tiergate.engines.audio_models import PIPER
 from tiergate.engines.piper import PiperEngine, SpeechEngineError
-from tiergate.errors import APIError, EngineFailure, InvalidRequest
+from tiergate.errors import EngineFailure, InvalidRequest
 from tiergate.schemas.audio import SpeechRequest
 from tiergate.service.runtime import Runtime
 from tiergate.tiers.admission import Admitted, Who
@@ -36,7 +36,6 @@ class SpeechRun:
     voice: str
     admitted: Admitted
     request_id: str = field(default_factory=ids.request_id)
-    samples: int = 0
     encoder: SpeechEncoder | None = None
     _pcm: AsyncGenerator[bytes, None] | None = None
     _first: bytes = b""
@@ -68,10 +67,10 @@ class SpeechRun:
             )
             self._first = await anext(self._pcm, b"")
         except SpeechEngineError as exc:
-            await self._abandon()
+            await self.finish()
             raise EngineFailure("The speech engine failed to start; please retry.") from exc
         except BaseException:
-            await self._abandon()
+            await self.finish()
             raise
 
     async def audio(self) -> AsyncIterator[bytes]:
@@ -90,22 +89,22 @@ class SpeechRun:
             # The 200 is out: the body ends without its last chunk, which tells the client it is cut.
             raise EngineFailure("The speech engine failed; please retry.") from exc
         finally:
-            await self._abandon()
+            await self.finish()
 
     def _encode(self, pcm: bytes) -> bytes:
         assert self.encoder is not None
-        self.samples += len(pcm) // 2
         return self.encoder.feed(pcm) if pcm else b""
 
-    async def _abandon(self) -> None:
-        with anyio.CancelScope(shield=True):
-            await self.finish()
-
     async def finish(self) -> None:
-        """Stop Piper, drop the encoder and free the slot, exactly once (idempotent)."""
+        """Stop Piper, drop the encoder and free the slot, exactly once (idempotent); shielded, so a
+        cancelled caller (a client gone) still frees everything."""
         if self._finished:
             return
         self._finished = True
+        with anyio.CancelScope(shield=True):
+            await self._release()
+
+    async def _release(self) -> None:
         try:
             if self._pcm is not None:
                 await self._pcm.aclose()  # kills Piper if it is still speaking
@@ -120,7 +119,7 @@ async def start_speech(runtime: Runtime, principal: Principal, request: SpeechRe
     spec, engine = runtime.audio_engine(request.model, PIPER, PiperEngine, "speech")
     model = spec.id
     who = Who(principal.org_id, principal.org_name, principal.project_id, model)
-    try:
+    async with runtime.admission.headers_on_error(who):
         voice = engine.voice(request.voice)
         if voice is None:
             raise InvalidRequest(
@@ -133,7 +132,4 @@ async def start_speech(runtime: Runtime, principal: Principal, request: SpeechRe
         admitted = await runtime.admission.admit(who, tiers, Cost(requests=1, tokens=len(request.input)))
         run = SpeechRun(runtime, who, engine, request, voice, admitted)
         await run.begin()
-    except APIError as error:
-        error.headers = {**await runtime.admission.headers(who, "on_demand"), **error.headers}
-        raise
     return run

@@ -6,6 +6,8 @@ last candidate's denial is the one the client sees. A flex refusal (498) gives i
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -95,6 +97,16 @@ class Admission:
     async def headers(self, who: Who, tier: str) -> dict[str, str]:
         """Rate-limit headers for a response that reserved nothing (an error before admission)."""
         return await self.limits.headers(who, tier) if self.limits is not None else {}
+
+    @asynccontextmanager
+    async def headers_on_error(self, who: Who, tier: str = "on_demand") -> AsyncIterator[None]:
+        """Every response carries the rate-limit headers, errors included: an APIError raised inside
+        leaves with `who`'s headers in `tier` added (its own headers win)."""
+        try:
+            yield
+        except APIError as error:
+            error.headers = {**await self.headers(who, tier), **error.headers}
+            raise
 
     async def withdraw(self, who: Who, admitted: Admitted) -> None:
         """Undo an admission whose request never ran (a late 498, an upstream that failed before the
