@@ -78,6 +78,10 @@ def error_fields(raw: bytes) -> tuple[str | None, str | None, str | None, str | 
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None, None, None, None
+    return _fields(body)
+
+
+def _fields(body: Any) -> tuple[str | None, str | None, str | None, str | None]:
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, str):
         return error, None, None, None
@@ -94,7 +98,8 @@ def error_fields(raw: bytes) -> tuple[str | None, str | None, str | None, str | 
 
 def stream_error(error: Any) -> APIError:
     """An error event inside the upstream's stream, re-issued with its message, type and code."""
-    message, err_type, code, param = error_fields(orjson.dumps({"error": error}))
+    # Read as it was parsed: dumping it again for error_fields would fail past orjson's write depth.
+    message, err_type, code, param = _fields({"error": error})
     failure = UpstreamRejected(502, message or "The upstream failed mid-stream.", param=param, code=code)
     failure.type = err_type or "bad_gateway"
     if code is None:
