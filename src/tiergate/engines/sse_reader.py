@@ -24,20 +24,19 @@ async def sse_batches(raw: AsyncIterator[bytes]) -> AsyncIterator[list[Any]]:
     """
     buffer = b""
     async for block in raw:
-        buffer += block
+        # Split once per read: the unfinished last line waits for the next one.
+        *lines, buffer = (buffer + block).split(b"\n")
         batch: list[Any] = []
         done = False
-        while not done:
-            end = buffer.find(b"\n")
-            if end < 0:
-                break
-            line, buffer = buffer[:end].rstrip(b"\r"), buffer[end + 1 :]
+        for line in lines:
+            line = line.rstrip(b"\r")
             if not line.startswith(b"data:"):
                 continue  # comments (": ping"), event names, ids, blank separators
             data = line[5:].strip()
             if data == b"[DONE]":
                 done = True
-            elif data:
+                break
+            if data:
                 try:
                     batch.append(orjson.loads(data))
                 except orjson.JSONDecodeError:
