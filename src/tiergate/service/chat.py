@@ -44,7 +44,6 @@ class ChatRun(AdmittedRun):
     prompt: PreparedPrompt
     params: SamplingParams
     stops: list[str]
-    usage: Usage = field(init=False)
     output: OutputReader = field(init=False)
 
     def __post_init__(self) -> None:
@@ -78,9 +77,7 @@ class ChatRun(AdmittedRun):
                 if first_token_at is None:
                     first_token_at = clock.monotonic()
                     self.usage.prompt_time = first_token_at - generation_start
-                    self.runtime.metrics.ttft.labels(self.model, self.tier).observe(
-                        clock.monotonic() - self.started_at
-                    )
+                    self._observe_ttft(clock.monotonic())
                 self.usage.completion_tokens += delta.tokens
                 out = matcher.feed(delta.text)
                 piece = reader.feed(out.text if isinstance(out, StopMatch) else out)
@@ -100,7 +97,7 @@ class ChatRun(AdmittedRun):
                 yield piece
             self.usage.reasoning_tokens = reader.reasoning_tokens
             if reader.tool_calls:
-                self.finish_reason = "function_call" if self.plan.legacy_functions else "tool_calls"
+                self.finish_reason = self._tool_finish_reason()
             reader.check()
         except APIError:
             raise
@@ -119,22 +116,13 @@ class ChatRun(AdmittedRun):
             with anyio.CancelScope(shield=True):
                 await self.finish()
 
-    async def finish(self) -> None:
-        """Free the slot and settle limits; idempotent, safe from `finally` and from disconnects."""
-        if self._finished:
-            return
-        self._finished = True
+    async def _release(self) -> None:
+        """A run that got to an end teaches the scheduler how fast this model serves."""
         usage = self.usage
         if self.finish_reason is not None:
             self.runtime.speed(self.model).observe(
                 usage.prompt_tokens, usage.prompt_time, usage.completion_tokens, usage.completion_time
             )
-        metrics = self.runtime.metrics
-        metrics.tokens_generated.labels(self.model).inc(self.usage.completion_tokens)
-        metrics.prompt_tokens.labels(self.model).inc(self.usage.prompt_tokens)
-        await self.runtime.admission.finish(
-            self.who, self.admitted, self.usage.prompt_tokens + self.usage.completion_tokens
-        )
 
 
 # What start_chat returns: the embedded engine's run or an upstream's; both have the same surface.

@@ -47,7 +47,6 @@ class RemoteChatRun(AdmittedRun):
 
     reply: UpstreamReply
     counted_prompt_tokens: int
-    usage: Usage = field(init=False)
     output: UpstreamOutput = field(init=False)
 
     def __post_init__(self) -> None:
@@ -77,9 +76,7 @@ class RemoteChatRun(AdmittedRun):
                     piece = _merged([output.read_chunk(chunk) for chunk in batch])
                     if piece and first_at is None:
                         first_at = clock.monotonic()
-                        self.runtime.metrics.ttft.labels(self.model, self.tier).observe(
-                            first_at - self.started_at
-                        )
+                        self._observe_ttft(first_at)
                     if piece:
                         yield piece
                 if output.finish_reason is None:
@@ -91,7 +88,7 @@ class RemoteChatRun(AdmittedRun):
                     yield piece
             self.finish_reason = output.finish_reason or "stop"
             if output.tool_calls:
-                self.finish_reason = "function_call" if self.plan.legacy_functions else "tool_calls"
+                self.finish_reason = self._tool_finish_reason()
             output.check()
         except GarbledAnswer:
             reply.broke("garbled answer")
@@ -116,19 +113,9 @@ class RemoteChatRun(AdmittedRun):
             usage.completion_tokens = output.chunks_with_output or estimate
         usage.reasoning_tokens = output.reasoning_tokens
 
-    async def finish(self) -> None:
-        """Close the upstream answer, free the slot and settle limits to the reported usage; once."""
-        if self._finished:
-            return
-        self._finished = True
+    async def _release(self) -> None:
+        """Close the upstream answer (an unread stream: hang up, so the upstream stops generating)."""
         await self.reply.close()
-        usage = self.usage
-        metrics = self.runtime.metrics
-        metrics.tokens_generated.labels(self.model).inc(usage.completion_tokens)
-        metrics.prompt_tokens.labels(self.model).inc(usage.prompt_tokens)
-        await self.runtime.admission.finish(
-            self.who, self.admitted, usage.prompt_tokens + usage.completion_tokens
-        )
 
 
 def _merged(pieces: list[OutputDelta]) -> OutputDelta:
