@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+CHARS_PER_TOKEN = 4
 PER_MESSAGE = 4
 REPLY_HEADER = 3
 
@@ -30,7 +31,12 @@ def estimate_tokens(messages: list[dict[str, Any]], tools: list[Any] | None = No
     # Nested too deeply to encode: refused when it is sent (engines/upstream.py), so it needs no count.
     with contextlib.suppress(orjson.JSONEncodeError):
         chars += len(orjson.dumps(tools)) if tools else 0
-    return -(-chars // 4) + PER_MESSAGE * len(messages) + REPLY_HEADER
+    return tokens_for_chars(chars) + PER_MESSAGE * len(messages) + REPLY_HEADER
+
+
+def tokens_for_chars(chars: int) -> int:
+    """ceil(chars / 4): English runs about 4 characters per token (code and other languages denser)."""
+    return -(-chars // CHARS_PER_TOKEN)
 
 
 def rendered_text(messages: list[dict[str, Any]]) -> str:

@@ -278,7 +278,12 @@ def cli_model_tables(
                     f"--upstream {model_id}=...#{key_env}: what follows '#' must be an env var name"
                 )
         base_url, upstream_model = _split_model(rest)
-        upstream: dict[str, Any] = {"base_url": base_url, "name": f"{model_id}#{_count(tables, model_id)}"}
+        table = tables.setdefault(
+            model_id,
+            {"id": model_id, "engine": "upstream", "owned_by": "upstream", "options": {"upstreams": []}},
+        )
+        upstreams = table["options"]["upstreams"]
+        upstream: dict[str, Any] = {"base_url": base_url, "name": f"{model_id}#{len(upstreams)}"}
         if upstream_model:
             upstream["model"] = upstream_model
         if key_env:
@@ -287,11 +292,7 @@ def cli_model_tables(
             upstream["kind"] = kind
         if concurrency:
             upstream["max_concurrency"] = concurrency
-        table = tables.setdefault(
-            model_id,
-            {"id": model_id, "engine": "upstream", "owned_by": "upstream", "options": {"upstreams": []}},
-        )
-        table["options"]["upstreams"].append(upstream)
+        upstreams.append(upstream)
     for model_id in reasoning:
         if model_id not in tables:
             raise UpstreamConfigError(
@@ -299,11 +300,6 @@ def cli_model_tables(
             )
         tables[model_id]["reasoning"] = True
     return list(tables.values())
-
-
-def _count(tables: dict[str, dict[str, Any]], model_id: str) -> int:
-    table = tables.get(model_id)
-    return 0 if table is None else len(table["options"]["upstreams"])
 
 
 def _split_model(rest: str) -> tuple[str, str]:

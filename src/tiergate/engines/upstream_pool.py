@@ -113,7 +113,7 @@ class UpstreamPool:
     def saturated(self) -> bool:
         """Flex is refused: every upstream that could take traffic reports more waiting than allowed."""
         now = self.clock.monotonic()
-        candidates = [s for s in self.states if s.breaker.allows(now) or s.breaker.up]
+        candidates = [s for s in self.states if s.breaker.allows(now)]  # a closed circuit allows
         return bool(candidates) and all(s.saturated for s in candidates)
 
     def backoff(self, attempt: int, base: float) -> float:

@@ -21,6 +21,8 @@ from typing import Any
 import anyio
 
 from tiergate.engines.base import ModelSpec
+from tiergate.engines.tier_mapping import CLIENT_PRIORITY_FIELDS
+from tiergate.engines.token_estimate import tokens_for_chars
 from tiergate.engines.upstream import UpstreamEngine, UpstreamReply
 from tiergate.errors import BadGateway
 from tiergate.generation.output import OutputDelta
@@ -34,11 +36,9 @@ from tiergate.tiers.admission import Who
 from tiergate.tiers.limits import Cost
 
 # Our fields, or the client's attempts to steer the engine: the gateway sets these per upstream.
-_NOT_FORWARDED = {"model", "service_tier", "stream", "stream_options", "priority"}
+_NOT_FORWARDED = {"model", "stream", "stream_options", *CLIENT_PRIORITY_FIELDS}
 # The deprecated fields go as tools and tool_choice (vLLM and llama-server dropped `functions`).
 _LEGACY = {"functions", "function_call"}
-# Completion tokens of a non-streamed answer without usage: chars / 4 (see engines/token_estimate.py).
-_CHARS_PER_TOKEN = 4
 
 
 @dataclass(kw_only=True)
@@ -109,8 +109,8 @@ class RemoteChatRun(AdmittedRun):
         if output.completion_tokens is not None:
             usage.completion_tokens = output.completion_tokens
         else:
-            estimate = -(-output.completion_chars() // _CHARS_PER_TOKEN)
-            usage.completion_tokens = output.chunks_with_output or estimate
+            # A non-streamed answer without usage: estimated from its characters.
+            usage.completion_tokens = output.chunks_with_output or tokens_for_chars(output.completion_chars())
         usage.reasoning_tokens = output.reasoning_tokens
 
     async def _release(self) -> None:
