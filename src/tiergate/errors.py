@@ -141,3 +141,24 @@ class UpstreamRejected(APIError):
     def __init__(self, status: int, message: str, **kw: Any) -> None:
         super().__init__(message, **kw)
         self.status = status
+
+
+_TYPE_NAMES = {"str", "int", "float", "bool", "list", "dict", "none"}
+
+
+def param_from_loc(loc: tuple[Any, ...]) -> str | None:
+    """Pydantic's error location as the API's param path, e.g. ('messages', 0, 'role') -> messages[0].role.
+
+    Union branches add type names to the location (`str`, `list[...]`, `function-after[...]`); those
+    are not fields and are dropped.
+    """
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        name = str(part)
+        if name.lower() in _TYPE_NAMES or any(c in name for c in "[]()-,") or name in {"body"}:
+            continue
+        out += f".{name}" if out else name
+    return out or None

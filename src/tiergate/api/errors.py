@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -13,30 +12,10 @@ from starlette.responses import Response
 
 from tiergate import ids
 from tiergate.api.framing import json_response
-from tiergate.errors import APIError, InvalidRequest
+from tiergate.errors import APIError, InvalidRequest, param_from_loc
 from tiergate.tiers.headers import retry_after_header
 
 log = logging.getLogger("tiergate.errors")
-
-_TYPE_NAMES = {"str", "int", "float", "bool", "list", "dict", "none"}
-
-
-def param_from_loc(loc: tuple[Any, ...]) -> str | None:
-    """Pydantic's error location as the API's param path, e.g. ('messages', 0, 'role') -> messages[0].role.
-
-    Union branches add type names to the location (`str`, `list[...]`, `function-after[...]`); those
-    are not fields and are dropped.
-    """
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-            continue
-        name = str(part)
-        if name.lower() in _TYPE_NAMES or any(c in name for c in "[]()-,") or name in {"body"}:
-            continue
-        out += f".{name}" if out else name
-    return out or None
 
 
 def validation_error(exc: ValidationError | RequestValidationError) -> InvalidRequest:

@@ -230,6 +230,7 @@ class _Part:
     item_id: str
     index: int
     text: list[str] = field(default_factory=list)
+    _started: bool = False  # some text other than leading whitespace was added
 
     @property
     def where(self) -> dict[str, Any]:
@@ -237,8 +238,9 @@ class _Part:
 
     def add(self, delta: str) -> str:
         """Record a delta; the text's leading whitespace is dropped (the finished item is stripped)."""
-        if not self.full().strip():
+        if not self._started:
             delta = delta.lstrip()
+            self._started = bool(delta)
         self.text.append(delta)
         return delta
 

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from tiergate.auth import Principal
-from tiergate.errors import APIError, InvalidRequest
+from tiergate.errors import APIError, InvalidRequest, param_from_loc
 from tiergate.schemas.chat import ChatCompletionRequest
 from tiergate.schemas.responses import (
     FunctionCallItem,
@@ -146,7 +146,7 @@ def translate(request: ResponseCreateRequest, *, reasoning_model: bool = False) 
         raise
     except ValidationError as exc:  # the Responses request validated, so this is a gap in the mapping
         first = exc.errors()[0]
-        param = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in first["loc"]).replace(".[", "[")
+        param = param_from_loc(tuple(first["loc"]))
         raise _rename(InvalidRequest(str(first["msg"]), param=param, code="invalid_value"), origins) from None
     return ChatTranslation(chat, tuple(origins))
 
