@@ -22,12 +22,13 @@ from tiergate.engines.base import ModelSpec
 from tiergate.engines.weights import (
     WeightsUnavailable,
     assemble,
-    package_parts,
+    is_package,
+    marker_path,
     safe_name,
+    source_files,
     verify_file,
 )
 
-_PACKAGE_PREFIXES = ("packages:", "package:")
 WHISPER_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
 
 
@@ -40,26 +41,20 @@ class VoiceFiles:
     config: Path
 
 
-def _files_of(source: str) -> list[Path]:
-    if source.startswith(_PACKAGE_PREFIXES):
-        return package_parts(source)
-    return [Path(source).expanduser()]
-
-
 def ensure_whisper_dir(spec: ModelSpec, models_dir: Path) -> Path:
     """A folder faster-whisper can load, every file verified against its pinned hash."""
     plain = Path(spec.source).expanduser()
-    if not spec.source.startswith(_PACKAGE_PREFIXES) and plain.is_dir():
+    if not is_package(spec.source) and plain.is_dir():
         if spec.sha256:
-            verify_file(plain / "model.bin", spec.sha256, Path(models_dir) / f"{safe_name(spec.id)}.sha256")
+            verify_file(plain / "model.bin", spec.sha256, marker_path(models_dir, spec.id))
         return plain
     folder = Path(models_dir) / safe_name(spec.id)
-    assemble(_files_of(spec.source), folder / "model.bin", spec.sha256)
+    assemble(source_files(spec.source), folder / "model.bin", spec.sha256)
     files: Mapping[str, Mapping[str, Any]] = spec.options.get("files", {})
     for name, entry in files.items():
         if "/" in name or name.startswith("."):
             raise WeightsUnavailable(f"model {spec.id!r}: file name {name!r} must be a plain name")
-        assemble(_files_of(str(entry["source"])), folder / name, entry.get("sha256"))
+        assemble(source_files(str(entry["source"])), folder / name, entry.get("sha256"))
     missing = [name for name in WHISPER_FILES[:2] if not (folder / name).is_file()]
     if missing:
         raise WeightsUnavailable(f"model {spec.id!r}: {', '.join(missing)} missing from {folder}")
@@ -96,7 +91,7 @@ def ensure_voices(spec: ModelSpec, models_dir: Path) -> list[VoiceFiles]:
 
 
 def _single(source: str, model_id: str) -> Path:
-    files = _files_of(source)
+    files = source_files(source)
     if len(files) != 1:
         raise WeightsUnavailable(f"model {model_id!r}: voice source {source!r} must name one file")
     return files[0]

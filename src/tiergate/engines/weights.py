@@ -56,17 +56,30 @@ class WeightsIntegrityError(WeightsError):
 
 def ensure_weights(spec: ModelSpec, models_dir: Path) -> Path:
     """Return a verified local file for `spec`, assembling package chunks on first use."""
-    if spec.source.startswith(_PACKAGE_PREFIXES):
-        parts = package_parts(spec.source)
-        dest = Path(models_dir) / f"{_safe_name(spec.id)}.gguf"
-        return assemble(parts, dest, spec.sha256)
+    if is_package(spec.source):
+        dest = Path(models_dir) / f"{safe_name(spec.id)}.gguf"
+        return assemble(package_parts(spec.source), dest, spec.sha256)
     path = Path(spec.source).expanduser()
     if not path.is_file():
         raise WeightsUnavailable(f"model {spec.id!r}: weights file {str(path)!r} not found")
     if spec.sha256:
-        marker = Path(models_dir) / f"{_safe_name(spec.id)}.sha256"
-        _verify(path, spec.sha256, marker)
+        _verify(path, spec.sha256, marker_path(models_dir, spec.id))
     return path
+
+
+def is_package(source: str) -> bool:
+    """A `packages:` source (chunks in installed registry packages), not a path."""
+    return source.startswith(_PACKAGE_PREFIXES)
+
+
+def source_files(source: str) -> list[Path]:
+    """The files a source names, in order: a package's parts, or the one path."""
+    return package_parts(source) if is_package(source) else [Path(source).expanduser()]
+
+
+def marker_path(models_dir: Path, model_id: str) -> Path:
+    """Where the hash marker of a model used in place lives (see verify_file)."""
+    return Path(models_dir) / f"{safe_name(model_id)}.sha256"
 
 
 def package_parts(source: str) -> list[Path]:
@@ -201,7 +214,7 @@ def _package_file(entry: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / relative
 
 
-def _safe_name(model_id: str) -> str:
+def safe_name(model_id: str) -> str:
     """GroqCloud ids may hold '/'; keep the file flat and portable."""
     return re.sub(r"[^A-Za-z0-9._-]+", "--", model_id)
 
@@ -214,8 +227,3 @@ def verify_file(path: Path, sha256: str, marker: Path) -> None:
     if not path.is_file():
         raise WeightsUnavailable(f"weights file {str(path)!r} not found")
     _verify(path, sha256, marker)
-
-
-def safe_name(model_id: str) -> str:
-    """The flat file or folder name used for a model id under the models folder."""
-    return _safe_name(model_id)
