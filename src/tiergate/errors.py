@@ -18,6 +18,7 @@ Hierarchy (status, type, code):
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 
@@ -162,3 +163,13 @@ def param_from_loc(loc: tuple[Any, ...]) -> str | None:
             continue
         out += f".{name}" if out else name
     return out or None
+
+
+def client_facing(exc: Exception, message: str, context: str) -> APIError:
+    """`exc` as a client may see it: an APIError as it is; anything else is our bug, not the client's
+    fault, so it is logged with its traceback (`context` says where) and becomes an EngineFailure
+    with `message`, never str(exc)."""
+    if isinstance(exc, APIError):
+        return exc
+    logging.getLogger("tiergate.errors").error("%s failed unexpectedly", context, exc_info=exc)
+    return EngineFailure(message)

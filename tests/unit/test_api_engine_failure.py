@@ -83,3 +83,30 @@ async def test_stop_sequence_spanning_pieces_is_cut_from_the_output(app_and_key:
     payload = response.json()
     assert payload["choices"][0]["message"]["content"] == "Hel"
     assert payload["choices"][0]["finish_reason"] == "stop"
+
+
+async def test_a_bug_in_a_streamed_response_ends_it_with_response_failed_not_a_cut_connection(
+    app_and_key: tuple[Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tiergate.service.response_shape import ResponseShape
+
+    async def buggy(self: ResponseShape) -> Any:
+        yield self.event("response.created", response=self.body("in_progress"))
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(ResponseShape, "stream", buggy)
+    app, key = app_and_key
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        response = await client.post(
+            "/openai/v1/responses",
+            json={"model": "ok-model", "input": "hi", "stream": True},
+            headers={"authorization": f"Bearer {key}"},
+        )
+    assert response.status_code == 200
+    events = [e for e in response.text.split("\n\n") if e]
+    assert events[-1].startswith("event: response.failed\n")
+    failed = orjson.loads(events[-1].split("\ndata: ", 1)[1])
+    assert failed["response"]["error"]["code"] == "engine_error"
+    assert "secret" not in response.text
+    assert app.state.runtime.schedulers["ok-model"].free == 1

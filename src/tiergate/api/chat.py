@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,13 +12,12 @@ from starlette.responses import Response, StreamingResponse
 from tiergate.api.deps import json_body, parse_with_limits, principal_of, runtime_of
 from tiergate.api.framing import SSE_DONE, json_response, sse_event
 from tiergate.api.hangup import ClientGone, ClientWatch, client_closed, count_client_gone
-from tiergate.errors import APIError, EngineFailure
+from tiergate.errors import client_facing
 from tiergate.generation.output import OutputDelta
 from tiergate.schemas.chat import ChatCompletionRequest
 from tiergate.service.chat import AnyChatRun, complete, start_chat
 
 router = APIRouter()
-log = logging.getLogger("tiergate.chat")
 ROUTE = "/chat/completions"
 
 
@@ -60,6 +58,7 @@ async def create_chat_completion(request: Request) -> Response:
 # solving cost ~10% of the gateway's CPU per request for nothing.
 router.add_route(ROUTE, create_chat_completion, methods=["POST"])
 _ROUTE = router.routes[-1]
+_STREAM_FAILED = "The server had an error while generating the answer. Please retry."
 
 
 def _chunk(run: AnyChatRun, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
@@ -112,12 +111,9 @@ async def _sse(run: AnyChatRun, include_usage: bool, request: Request) -> AsyncI
             async for piece in events:
                 yield sse_event(_chunk(run, _delta(_piece_delta(run, piece)), **usage_field))
         except Exception as exc:
-            # Headers are gone; the stream ends with the error where the SDKs look for it. A bug (not
-            # an APIError) gets our message, never str(exc); the log has the traceback.
-            if not isinstance(exc, APIError):
-                log.exception("stream %s failed unexpectedly", run.request_id)
-                exc = EngineFailure("The server had an error while generating the answer. Please retry.")
-            yield sse_event({"error": exc.body()["error"]}) + SSE_DONE
+            # Headers are gone; the stream ends with the error where the SDKs look for it.
+            error = client_facing(exc, _STREAM_FAILED, f"stream {run.request_id}")
+            yield sse_event({"error": error.body()["error"]}) + SSE_DONE
             completed = True
             return
         usage = run.usage.as_dict()

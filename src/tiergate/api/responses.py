@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 
 import anyio
@@ -12,14 +11,13 @@ from starlette.responses import Response, StreamingResponse
 from tiergate.api.deps import json_body, parse_as, principal_of, runtime_of
 from tiergate.api.framing import json_response, sse_event
 from tiergate.api.hangup import ClientGone, ClientWatch, client_closed
-from tiergate.errors import APIError
+from tiergate.errors import client_facing
 from tiergate.schemas.responses import ResponseCreateRequest
 from tiergate.service.chat import AnyChatRun, complete
 from tiergate.service.response_shape import ResponseShape
 from tiergate.service.responses import start_response
 
 router = APIRouter()
-log = logging.getLogger("tiergate.responses")
 ROUTE = "/responses"
 
 
@@ -57,8 +55,10 @@ async def _sse(shape: ResponseShape) -> AsyncIterator[bytes]:
     try:
         async for event in shape.stream():
             yield f"event: {event['type']}\n".encode() + sse_event(event)
-    except APIError as exc:
-        error = exc.body()["error"]
+    except Exception as exc:
+        # As for chat streams: a bug ends the stream with a failed event too, not a cut connection.
+        message = "The server had an error while generating the answer. Please retry."
+        error = client_facing(exc, message, f"response {shape.run.request_id}").body()["error"]
         failed = shape.event("response.failed", response={**shape.body("failed"), "error": error})
         yield b"event: response.failed\n" + sse_event(failed)
     finally:

@@ -34,7 +34,7 @@ from tiergate.auth import Principal
 from tiergate.batches import formats
 from tiergate.batches.finalize import finalize_batch
 from tiergate.batches.validate import AUDIO_URLS, validate_lines
-from tiergate.errors import APIError, EngineFailure, RateLimited
+from tiergate.errors import APIError, RateLimited, client_facing
 from tiergate.schemas.audio import TranscriptionRequest
 from tiergate.schemas.chat import ChatCompletionRequest
 from tiergate.service.audio import transcribe
@@ -358,12 +358,9 @@ def _rate_limited(error: RateLimited) -> _Outcome:
 
 
 def _error_line(task: LineTask, request_id: str, exc: Exception, doing: str) -> _Outcome:
-    """A line that failed: an APIError as it is; anything else is a bug, not the client's fault, so
-    it is logged and the line gets our message, never str(exc)."""
-    if isinstance(exc, APIError):
-        return _failed(task, request_id, exc)
-    log.error("batch %s line %d failed unexpectedly", task.batch_id, task.line, exc_info=exc)
-    return _failed(task, request_id, EngineFailure(f"The server had an error while {doing} this request."))
+    """A line that failed, with the error as the client may see it (errors.client_facing)."""
+    message = f"The server had an error while {doing} this request."
+    return _failed(task, request_id, client_facing(exc, message, f"batch {task.batch_id} line {task.line}"))
 
 
 def _failed(task: LineTask, request_id: str, error: APIError) -> _Outcome:
