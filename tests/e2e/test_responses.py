@@ -168,6 +168,8 @@ def test_unsupported_fields_are_a_400_naming_them(server: LiveServer, field: str
             model=MODEL, input="hi", max_output_tokens=4, extra_body={field: value}
         )
     assert info.value.body["param"] == field  # type: ignore[index]
+    # Refused while parsing, and still with the rate-limit headers every response carries.
+    assert "x-ratelimit-limit-requests" in info.value.response.headers
 
 
 def test_an_empty_input_is_a_400_naming_input(server: LiveServer) -> None:

@@ -8,7 +8,7 @@ import anyio
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
-from tiergate.api.deps import json_body, parse_as, principal_of, runtime_of
+from tiergate.api.deps import json_body, parse_with_limits, principal_of, runtime_of
 from tiergate.api.framing import json_response, sse_event
 from tiergate.api.hangup import ClientGone, ClientWatch, client_closed
 from tiergate.errors import client_facing
@@ -24,8 +24,8 @@ ROUTE = "/responses"
 @router.post(ROUTE)
 async def create_response(request: Request) -> Response:
     principal = await principal_of(request)
-    body = parse_as(ResponseCreateRequest, await json_body(request))
     runtime = runtime_of(request)
+    body = await parse_with_limits(ResponseCreateRequest, await json_body(request), runtime, principal)
     watch = ClientWatch(request)
     run: AnyChatRun | None = None
     try:
