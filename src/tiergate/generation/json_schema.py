@@ -13,8 +13,8 @@ $id, $comment). Non-strict schemas compile best effort: unknown keywords are ign
 and caught afterwards by validation.
 
 Array bounds are checked in both modes: minItems above maxItems would make llama.cpp's grammar parser
-loop forever on `{n,m}` with m < n, and it refuses repetitions above ~2000, so minItems is capped
-(400) and a maxItems above the cap is left to the validation after generation.
+loop forever on `{n,m}` with m < n, and it refuses repetitions above ~2000, so a minItems above
+MAX_GRAMMAR_ITEMS is a 400 and a maxItems above it is left to the validation after generation.
 """
 
 from __future__ import annotations
